@@ -1,0 +1,21 @@
+"""Data: the Megatron indexed format, corpus build, training order, shards."""
+
+from .build import build
+from .indexed import DTYPES, IndexedDataset, write_dataset
+from .order import PYTHIA_BATCH_SIZE, TrainingOrder, batch_fingerprint
+from .shards import shard, unshard
+from .sidecar import read_sidecar, verify
+
+__all__ = [
+    "DTYPES",
+    "IndexedDataset",
+    "PYTHIA_BATCH_SIZE",
+    "TrainingOrder",
+    "batch_fingerprint",
+    "build",
+    "read_sidecar",
+    "shard",
+    "unshard",
+    "verify",
+    "write_dataset",
+]

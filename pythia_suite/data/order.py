@@ -1,0 +1,159 @@
+"""The training order: "the batch at step N" as one slice of a preshuffled dataset.
+
+A preshuffled dataset stores its items in the order they are trained on, each item
+``seq_len + 1`` tokens (the +1 is the target of the last position: Pythia's 2049 = 2048 + 1).
+With batch size B, step N trains on items ``[N*B, (N+1)*B)``, and the checkpoint saved after
+step N-1, called ``stepN``, has seen items ``[0, N*B)``: ``N * B * seq_len`` tokens.
+
+If the number of items is not a multiple of B, the final partial batch is dropped: it is never a
+step (Pythia's trainer does the same), and asking for it is an error that names the last step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import numpy as np
+
+from ..errors import UserError
+from .indexed import IndexedDataset
+
+PYTHIA_BATCH_SIZE = 1024
+FINGERPRINT_TAG = b"pythia-suite/batch-fingerprint/v1\x00"
+
+
+def batch_fingerprint(tokens: np.ndarray) -> str:
+    """A stable hex sha256 of a batch of tokens, independent of the dtype they are stored in.
+
+    Algorithm (v1): sha256 over ``FINGERPRINT_TAG``, then the shape as two little-endian uint64
+    (rows, columns), then every token as a little-endian int64, row-major. Anyone can recompute it
+    from a replayed batch with numpy and hashlib alone.
+    """
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"a batch is 2-D (rows, tokens); got shape {tokens.shape}")
+    h = hashlib.sha256(FINGERPRINT_TAG)
+    h.update(struct.pack("<QQ", *tokens.shape))
+    h.update(np.ascontiguousarray(tokens, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+class TrainingOrder:
+    """Fixed-size items of a preshuffled dataset grouped into steps of `batch_size` items.
+
+    Every method is O(batch size) whatever the step: a batch is a view of the memory-mapped
+    .bin, checked against its index entries before it is returned.
+    """
+
+    def __init__(self, dataset: IndexedDataset | str | os.PathLike, batch_size: int = PYTHIA_BATCH_SIZE):
+        self.dataset = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        ds = self.dataset
+        if len(ds) == 0:
+            raise UserError(f"{ds.prefix} has no items; a training order needs at least one batch")
+        self.item_len = int(ds.sizes[0])
+        if int(ds.sizes[-1]) != self.item_len:
+            raise UserError(
+                f"{ds.prefix} has items of different lengths ({self.item_len} and {int(ds.sizes[-1])}); "
+                "a training order needs fixed-length items (build it with `pythia-suite data build`)"
+            )
+        self.num_steps = len(ds) // self.batch_size
+        if self.num_steps == 0:
+            raise UserError(
+                f"{ds.prefix} has {len(ds)} items, fewer than one batch of {self.batch_size}; "
+                "use a smaller --batch-size"
+            )
+
+    @property
+    def seq_len(self) -> int:
+        """Context length: tokens per item minus the one extra target token."""
+        return self.item_len - 1
+
+    @property
+    def last_step(self) -> int:
+        return self.num_steps - 1
+
+    @property
+    def dropped_items(self) -> int:
+        """Items after the last full batch, never part of any step."""
+        return len(self.dataset) - self.num_steps * self.batch_size
+
+    def _check_step(self, step: int, what: str = "step") -> int:
+        if not isinstance(step, (int, np.integer)) or isinstance(step, bool):
+            raise UserError(f"{what} must be an integer, got {step!r}")
+        if step < 0:
+            raise UserError(f"{what} {step} is negative; steps run from 0 to {self.last_step}")
+        if step > self.last_step:
+            tail = f"; the final partial batch of {self.dropped_items} items is not a step" if self.dropped_items else ""
+            raise UserError(
+                f"{what} {step} is past the end: the last step is {self.last_step} "
+                f"({len(self.dataset)} items, batch size {self.batch_size}{tail})"
+            )
+        return int(step)
+
+    def _rows(self, first: int, count: int) -> np.ndarray:
+        """Items [first, first+count) as a read-only (count, item_len) view of the .bin."""
+        ds = self.dataset
+        sizes = ds.sizes[first : first + count]
+        pointers = ds.pointers[first : first + count]
+        stride = self.item_len * ds.dtype.itemsize
+        start = int(pointers[0])
+        if (sizes != self.item_len).any() or (pointers != start + stride * np.arange(count, dtype=np.int64)).any():
+            raise UserError(
+                f"{ds.prefix}: items {first}..{first + count - 1} are not {self.item_len}-token items stored "
+                "back to back; this is not a preshuffled dataset"
+            )
+        offset = start // ds.dtype.itemsize
+        return ds.tokens[offset : offset + count * self.item_len].reshape(count, self.item_len)
+
+    def batch(self, step: int) -> np.ndarray:
+        """Tokens trained on at `step`: shape (batch_size, seq_len + 1), a read-only view."""
+        step = self._check_step(step)
+        return self._rows(step * self.batch_size, self.batch_size)
+
+    def batches(self, start: int, end: int) -> np.ndarray:
+        """Steps `start` through `end` inclusive: shape ((end-start+1)*batch_size, seq_len + 1)."""
+        start = self._check_step(start, "start step")
+        end = self._check_step(end, "end step")
+        if end < start:
+            raise UserError(f"end step {end} is before start step {start} (the end step is inclusive)")
+        return self._rows(start * self.batch_size, (end - start + 1) * self.batch_size)
+
+    def sequence(self, i: int) -> np.ndarray:
+        """Item `i` in training order (a read-only view of seq_len + 1 tokens)."""
+        n = self.num_steps * self.batch_size
+        if not isinstance(i, (int, np.integer)) or not 0 <= i < n:
+            raise UserError(f"sequence {i!r} out of range: trained sequences are 0..{n - 1}")
+        return self._rows(int(i), 1)[0]
+
+    def step_of(self, i: int) -> int:
+        """The step at which sequence `i` is trained on."""
+        self.sequence(i)  # range check
+        return int(i) // self.batch_size
+
+    def sequences_seen(self, step: int) -> int:
+        """Items seen by checkpoint `stepN` (trained on steps 0..N-1)."""
+        if step < 0 or step > self.num_steps:
+            raise UserError(f"checkpoint step {step} out of range 0..{self.num_steps}")
+        return int(step) * self.batch_size
+
+    def tokens_seen(self, step: int) -> int:
+        """Context tokens seen by checkpoint `stepN`: N * batch_size * seq_len (Pythia: N * 2,097,152)."""
+        return self.sequences_seen(step) * self.seq_len
+
+    def fingerprint(self, step: int) -> str:
+        """`batch_fingerprint` of the batch at `step`."""
+        return batch_fingerprint(self.batch(step))
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainingOrder({str(self.dataset.prefix)!r}, steps={self.num_steps}, "
+            f"batch_size={self.batch_size}, item_len={self.item_len})"
+        )

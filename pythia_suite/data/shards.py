@@ -1,0 +1,142 @@
+"""Split a .bin into fixed-size byte pieces and join them back, with a checksum per piece.
+
+Naming follows Pythia's published data: ``NAME-00000-of-00020.bin`` where the second number is
+the index of the last piece (21 pieces), pieces of 5e9 bytes cut at byte boundaries (an item may
+span two pieces). The .idx is copied whole. ``NAME.shards.json`` records each piece's size and
+sha256 so `unshard` can detect a corrupted or missing piece; Pythia's own shards have no such
+file, and unsharding them proceeds with a warning and records checksums of the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..fileio import CHUNK, atomic_outputs, sha256_file
+from .indexed import IndexedDataset, split_prefix
+from .sidecar import read_sidecar, sidecar_path, write_sidecar
+
+PYTHIA_SHARD_BYTES = 5_000_000_000
+SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
+
+
+def shard_name(name: str, i: int, last: int) -> str:
+    return f"{name}-{i:05d}-of-{last:05d}.bin"
+
+
+def _copy_range(src, dst, nbytes: int, h) -> None:
+    while nbytes:
+        block = src.read(min(CHUNK, nbytes))
+        if not block:
+            raise UserError(f"{src.name} ended early")
+        h.update(block)
+        dst.write(block)
+        nbytes -= len(block)
+
+
+def shard(prefix: str | os.PathLike, out_dir: str | os.PathLike, shard_bytes: int = PYTHIA_SHARD_BYTES) -> list[Path]:
+    """Write ``out_dir/NAME-iiiii-of-LLLLL.bin`` pieces, ``NAME.idx``, ``NAME.shards.json`` (and the
+    sidecar, if any). Returns the piece paths."""
+    if shard_bytes < 1:
+        raise UserError(f"--shard-bytes must be positive, got {shard_bytes}")
+    ds = IndexedDataset(prefix)
+    name = ds.prefix.name
+    out = Path(out_dir)
+    total = ds.bin_path.stat().st_size
+    last = max(0, (total - 1) // shard_bytes)
+    pieces = [out / shard_name(name, i, last) for i in range(last + 1)]
+    extra = [out / f"{name}.idx", out / f"{name}.shards.json"]
+    has_sidecar = sidecar_path(ds.prefix).exists()
+    if has_sidecar:
+        extra.append(out / f"{name}.json")
+    records = []
+    with atomic_outputs(*pieces, *extra) as tmp:
+        with open(ds.bin_path, "rb") as src:
+            for i, t in enumerate(tmp[: len(pieces)]):
+                h = hashlib.sha256()
+                size = min(shard_bytes, total - i * shard_bytes)
+                with open(t, "wb") as dst:
+                    _copy_range(src, dst, size, h)
+                records.append({"file": pieces[i].name, "bytes": size, "sha256": h.hexdigest()})
+        shutil.copyfile(ds.idx_path, tmp[len(pieces)])
+        manifest = {"name": name, "shard_bytes": shard_bytes, "total_bytes": total, "shards": records,
+                    "idx_sha256": sha256_file(ds.idx_path)}
+        tmp[len(pieces) + 1].write_text(json.dumps(manifest, indent=2) + "\n")
+        if has_sidecar:
+            shutil.copyfile(sidecar_path(ds.prefix), tmp[len(pieces) + 2])
+    return pieces
+
+
+def find_shards(source: str | os.PathLike) -> tuple[str, list[Path]]:
+    """Pieces named by `source`: the first piece, or ``DIR/NAME`` of a sharded dataset."""
+    src = Path(source)
+    m = SHARD_RE.match(src.name)
+    name, folder = (m["name"], src.parent) if m else (src.name, src.parent)
+    found = {}
+    last_seen = set()
+    for p in folder.glob(f"{glob_escape(name)}-?????-of-?????.bin"):
+        pm = SHARD_RE.match(p.name)
+        if pm and pm["name"] == name:
+            found[int(pm["i"])] = p
+            last_seen.add(int(pm["last"]))
+    if not found:
+        raise UserError(f"no shards named {name}-NNNNN-of-NNNNN.bin in {folder}")
+    if len(last_seen) != 1:
+        raise UserError(f"shards of {name} in {folder} disagree on the piece count (-of-{sorted(last_seen)})")
+    last = last_seen.pop()
+    missing = [shard_name(name, i, last) for i in range(last + 1) if i not in found]
+    if missing:
+        raise UserError(f"missing {len(missing)} of {last + 1} shards: {', '.join(missing[:5])}")
+    return name, [found[i] for i in range(last + 1)]
+
+
+def glob_escape(s: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", s)
+
+
+def unshard(source: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Join the pieces into ``out.bin`` (+ ``out.idx`` and sidecar), checking each piece's sha256
+    against ``NAME.shards.json`` when it exists. Nothing is written if any check fails."""
+    name, pieces = find_shards(source)
+    folder = pieces[0].parent
+    idx = folder / f"{name}.idx"
+    if not idx.is_file():
+        raise UserError(f"{idx} not found: the index is needed beside the shards")
+    manifest_path = folder / f"{name}.shards.json"
+    expected = None
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        expected = {r["file"]: r for r in manifest["shards"]}
+        if set(expected) != {p.name for p in pieces}:
+            raise UserError(f"{manifest_path.name} lists {len(expected)} shards, the folder has {len(pieces)}")
+    else:
+        print(f"warning: no {manifest_path.name}: shard checksums cannot be checked; "
+              "checksums of the joined files go into the sidecar", file=sys.stderr)
+    prefix = split_prefix(out)
+    outputs = [prefix.with_name(prefix.name + ext) for ext in (".bin", ".idx", ".json")]
+    with atomic_outputs(*outputs) as tmp:
+        whole = hashlib.sha256()
+        with open(tmp[0], "wb") as dst:
+            for p in pieces:
+                h = hashlib.sha256()
+                with open(p, "rb") as src:
+                    while block := src.read(CHUNK):
+                        h.update(block)
+                        whole.update(block)
+                        dst.write(block)
+                if expected is not None:
+                    rec = expected[p.name]
+                    if h.hexdigest() != rec["sha256"]:
+                        raise UserError(f"{p.name} is corrupted: sha256 {h.hexdigest()[:16]}... != recorded {rec['sha256'][:16]}...")
+        shutil.copyfile(idx, tmp[1])
+        IndexedDataset(prefix, bin_path=tmp[0], idx_path=tmp[1])  # the joined .bin must fit its index
+        meta = read_sidecar(folder / name) or {}
+        meta.update({"bin_sha256": whole.hexdigest(), "idx_sha256": sha256_file(tmp[1])})
+        write_sidecar(tmp[2], meta)
+    return prefix
