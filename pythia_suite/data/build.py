@@ -99,6 +99,18 @@ def token_dtype(vocab_size: int, requested: str | None) -> np.dtype:
     return dt
 
 
+class _Counted:
+    """An iterator that counts what passes through it (documents, before tokenization)."""
+
+    def __init__(self, it: Iterator[str]):
+        self.it, self.n = it, 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
 def _batches(docs: Iterator[str]) -> Iterator[list[str]]:
     batch: list[str] = []
     chars = 0
@@ -181,8 +193,8 @@ def build(
         raise UserError(f"--seed must be non-negative, got {seed}")
     paths = check_inputs(inputs)
     prefix = split_prefix(out)
-    if not prefix.parent.is_dir():
-        prefix.parent.mkdir(parents=True, exist_ok=True)
+    made_folder = not prefix.parent.exists()
+    prefix.parent.mkdir(parents=True, exist_ok=True)  # the token stream is written beside the output
 
     if tokenizer is not None:
         tok = load_tokenizer(tokenizer)
@@ -204,15 +216,16 @@ def build(
     stream_path = temp_name(suffix(".stream"))
     try:
         # 1-2. tokenize into a flat stream on disk
-        n_docs = n_tokens = 0
+        n_tokens = 0
+        counted = _Counted(iter_documents(paths, text_field))
         bar = _progress(progress, "tokenize", "tok")
         with open(stream_path, "wb") as f:
-            for chunk in tokenize_documents(tok, iter_documents(paths, text_field), eod_id, dt):
+            for chunk in tokenize_documents(tok, counted, eod_id, dt):
                 f.write(chunk.tobytes())
-                n_docs += int(np.count_nonzero(chunk == eod_id))
                 n_tokens += len(chunk)
                 bar.update(len(chunk))
         bar.close()
+        n_docs = counted.n
         if n_docs == 0:
             raise UserError(f"the corpus is empty: no text in {', '.join(map(str, paths))}")
         n = n_tokens // item_len
@@ -243,7 +256,8 @@ def build(
                 tok.save(str(tmp[3]))
                 tok_file, tok_sha = outputs[3].name, sha256_file(tmp[3])
             else:
-                tok_file, tok_sha = str(Path(tokenizer).resolve()), sha256_file(tokenizer)
+                # relative to the sidecar's folder, so a dataset and its tokenizer can move together
+                tok_file, tok_sha = os.path.relpath(Path(tokenizer).resolve(), prefix.parent.resolve()), sha256_file(tokenizer)
             sidecar = {
                 "format": SIDECAR_FORMAT,
                 "seq_len": seq_len,
@@ -268,11 +282,14 @@ def build(
     finally:
         if stream_path.exists():
             stream_path.unlink()
+        if made_folder and prefix.parent.exists() and not any(prefix.parent.iterdir()):
+            prefix.parent.rmdir()  # a failed build leaves nothing behind
     return BuildResult(prefix, n, n_docs, n_tokens, n_tokens - n * item_len, sidecar)
 
 
 def _progress(enabled: bool, desc: str, unit: str, total: int | None = None):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, pipes), so an error stays one line
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=None if enabled else True, leave=False)
 

@@ -28,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import atomic_outputs
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -215,13 +216,14 @@ def write_dataset(prefix: str | os.PathLike, items: Iterable[np.ndarray], dtype)
     dtype_code(dtype)
     prefix = split_prefix(prefix)
     sizes: list[int] = []
-    with open(prefix.with_name(prefix.name + ".bin"), "wb") as f:
-        for item in items:
-            arr = np.asarray(item)
-            cast = arr.astype(dtype)
-            if not np.array_equal(cast, arr):
-                raise UserError(f"token values do not fit dtype {dtype} (range {arr.min()}..{arr.max()})")
-            f.write(cast.tobytes())
-            sizes.append(len(cast))
-    write_index(prefix.with_name(prefix.name + ".idx"), dtype, np.asarray(sizes, np.int32))
+    with atomic_outputs(prefix.with_name(prefix.name + ".bin"), prefix.with_name(prefix.name + ".idx")) as (b, i):
+        with open(b, "wb") as f:
+            for item in items:
+                arr = np.asarray(item)
+                cast = arr.astype(dtype)
+                if not np.array_equal(cast, arr, equal_nan=arr.dtype.kind == "f" and dtype.kind == "f"):
+                    raise UserError(f"token values do not fit dtype {dtype} (range {arr.min()}..{arr.max()})")
+                f.write(cast.tobytes())
+                sizes.append(len(cast))
+        write_index(i, dtype, np.asarray(sizes, np.int32))
     return prefix

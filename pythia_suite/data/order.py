@@ -7,6 +7,10 @@ step N-1, called ``stepN``, has seen items ``[0, N*B)``: ``N * B * seq_len`` tok
 
 If the number of items is not a multiple of B, the final partial batch is dropped: it is never a
 step (Pythia's trainer does the same), and asking for it is an error that names the last step.
+
+An optional `seed` reorders the items once more, by ``Generator(PCG64(seed)).permutation(n)``
+over all n items (then cut to whole batches): another data order over the same file, as for extra
+seeds in PolyPythias. Without it, the file's own order is the training order.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class TrainingOrder:
     .bin, checked against its index entries before it is returned.
     """
 
-    def __init__(self, dataset: IndexedDataset | str | os.PathLike, batch_size: int = PYTHIA_BATCH_SIZE):
+    def __init__(self, dataset: IndexedDataset | str | os.PathLike, batch_size: int = PYTHIA_BATCH_SIZE,
+                 seed: int | None = None):
         self.dataset = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -67,6 +72,13 @@ class TrainingOrder:
                 f"{ds.prefix} has {len(ds)} items, fewer than one batch of {self.batch_size}; "
                 "use a smaller --batch-size"
             )
+        self.seed = seed
+        self.permutation: np.ndarray | None = None
+        if seed is not None:
+            ds.check_pointers()  # a permuted gather needs every item in place, not just one batch's
+            if (ds.sizes != self.item_len).any():
+                raise UserError(f"{ds.prefix} has items of different lengths; cannot reorder it")
+            self.permutation = np.random.Generator(np.random.PCG64(seed)).permutation(len(ds))
 
     @property
     def seq_len(self) -> int:
@@ -96,8 +108,12 @@ class TrainingOrder:
         return int(step)
 
     def _rows(self, first: int, count: int) -> np.ndarray:
-        """Items [first, first+count) as a read-only (count, item_len) view of the .bin."""
+        """Positions [first, first+count) of the order as (count, item_len) tokens: a read-only view
+        of the .bin, or a gathered copy when a `seed` reorders the items."""
         ds = self.dataset
+        if self.permutation is not None:
+            grid = ds.tokens.reshape(len(ds), self.item_len)
+            return grid[self.permutation[first : first + count]]
         sizes = ds.sizes[first : first + count]
         pointers = ds.pointers[first : first + count]
         stride = self.item_len * ds.dtype.itemsize
@@ -130,6 +146,11 @@ class TrainingOrder:
             raise UserError(f"sequence {i!r} out of range: trained sequences are 0..{n - 1}")
         return self._rows(int(i), 1)[0]
 
+    def item_index(self, i: int) -> int:
+        """Index in the file of the i-th sequence of the order."""
+        self.sequence(i)  # range check
+        return int(i) if self.permutation is None else int(self.permutation[i])
+
     def step_of(self, i: int) -> int:
         """The step at which sequence `i` is trained on."""
         self.sequence(i)  # range check
@@ -155,5 +176,5 @@ class TrainingOrder:
     def __repr__(self) -> str:
         return (
             f"TrainingOrder({str(self.dataset.prefix)!r}, steps={self.num_steps}, "
-            f"batch_size={self.batch_size}, item_len={self.item_len})"
+            f"batch_size={self.batch_size}, item_len={self.item_len}, seed={self.seed})"
         )

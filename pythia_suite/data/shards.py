@@ -111,10 +111,16 @@ def unshard(source: str | os.PathLike, out: str | os.PathLike) -> Path:
     manifest_path = folder / f"{name}.shards.json"
     expected = None
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        expected = {r["file"]: r for r in manifest["shards"]}
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            expected = {r["file"]: r["sha256"] for r in manifest["shards"]}
+            idx_expected = manifest.get("idx_sha256")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{manifest_path} is not a shard manifest ({type(e).__name__}: {e})") from None
         if set(expected) != {p.name for p in pieces}:
             raise UserError(f"{manifest_path.name} lists {len(expected)} shards, the folder has {len(pieces)}")
+        if idx_expected is not None and (idx_actual := sha256_file(idx)) != idx_expected:
+            raise UserError(f"{idx.name} is corrupted: sha256 {idx_actual[:16]}... != recorded {idx_expected[:16]}...")
     else:
         print(f"warning: no {manifest_path.name}: shard checksums cannot be checked; "
               "checksums of the joined files go into the sidecar", file=sys.stderr)
@@ -130,13 +136,16 @@ def unshard(source: str | os.PathLike, out: str | os.PathLike) -> Path:
                         h.update(block)
                         whole.update(block)
                         dst.write(block)
-                if expected is not None:
-                    rec = expected[p.name]
-                    if h.hexdigest() != rec["sha256"]:
-                        raise UserError(f"{p.name} is corrupted: sha256 {h.hexdigest()[:16]}... != recorded {rec['sha256'][:16]}...")
+                if expected is not None and h.hexdigest() != expected[p.name]:
+                    raise UserError(f"{p.name} is corrupted: sha256 {h.hexdigest()[:16]}... != recorded {expected[p.name][:16]}...")
         shutil.copyfile(idx, tmp[1])
         IndexedDataset(prefix, bin_path=tmp[0], idx_path=tmp[1])  # the joined .bin must fit its index
         meta = read_sidecar(folder / name) or {}
-        meta.update({"bin_sha256": whole.hexdigest(), "idx_sha256": sha256_file(tmp[1])})
+        joined = {"bin_sha256": whole.hexdigest(), "idx_sha256": sha256_file(tmp[1])}
+        for key, actual in joined.items():  # a sidecar made with the data must agree with the joined files
+            if key in meta and meta[key] != actual:
+                raise UserError(f"the joined {key[:3]} has sha256 {actual[:16]}... but {name}.json records "
+                                f"{str(meta[key])[:16]}...: a shard or the index is corrupted")
+        meta.update(joined)
         write_sidecar(tmp[2], meta)
     return prefix
