@@ -151,6 +151,98 @@ def add_data(subparsers) -> None:
     p.add_argument("--out", required=True, help="output prefix")
 
 
+# ---- train -----------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from .train import TrainSettings, train
+
+    settings = TrainSettings(
+        sizes=args.sizes, steps=args.steps, batch_size=args.batch_size, micro_batch=args.micro_batch,
+        seed=args.seed, data_seed=args.data_seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
+        vocab_size=args.vocab_size, device=args.device, suite=args.suite,
+    )
+    manifest = train(args.data, args.out, settings, progress=not args.quiet)
+    print(f"wrote {manifest}")
+    return 0
+
+
+def add_train(subparsers) -> None:
+    from .sizes import MICRO_SIZES, PYTHIA_SIZES
+
+    p = _sub(subparsers, "train", "train several model sizes on one training order, with checkpoints",
+             "pythia-suite train --data data/corpus --out suite --sizes micro-50k micro-1m --steps 256 --batch-size 32",
+             cmd_train)
+    p.epilog += (f"\n\nsizes:\n  micro (CPU): {', '.join(MICRO_SIZES)}\n"
+                 f"  pythia:      {', '.join(PYTHIA_SIZES)} (also as pythia-70m, ...)")
+    p.add_argument("--data", required=True, help="preshuffled dataset prefix (from `data build`)")
+    p.add_argument("--out", required=True, help="suite folder: SUITE/<model>/step<N>/ and the manifest")
+    p.add_argument("--sizes", nargs="+", default=list(MICRO_SIZES), help="sizes to train (default: the micro family)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: every full batch of the data)")
+    p.add_argument("--batch-size", type=int, default=1024, help="sequences per step (default 1024, Pythia's)")
+    p.add_argument("--micro-batch", type=int, help="sequences per forward pass (gradient accumulation)")
+    p.add_argument("--seed", type=int, default=1234, help="initialization seed")
+    p.add_argument("--data-seed", type=int, help="reorder the data with this seed (default: the file's order)")
+    p.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="checkpoint every K steps, after 0 and powers of two below K, and at the end (default 1000)")
+    p.add_argument("--lr", type=float, help="peak learning rate for every size (default: the size table's)")
+    p.add_argument("--vocab-size", type=int, help="model vocabulary (default: the data sidecar's)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--suite", help="suite name (default: the --out folder's name)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+
+def cmd_checkpoints_list(args) -> int:
+    import json
+
+    from .checkpoints import Suite
+
+    suite = Suite.load(args.manifest)
+    rows = [
+        {"model": c.model, "step": c.step, "tokens_seen": c.tokens_seen, "location": c.location, "sha256": c.sha256}
+        for c in suite.checkpoints(args.model)
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max([len(r["model"]) for r in rows] + [5])
+    print(f"{'model':<{width}}  {'step':>7}  {'tokens_seen':>15}  location")
+    for r in rows:
+        print(f"{r['model']:<{width}}  {r['step']:>7}  {r['tokens_seen']:>15}  {r['location']}")
+    return 0
+
+
+def cmd_checkpoints_verify(args) -> int:
+    from .checkpoints import Suite, verify_suite
+
+    suite = Suite.load(args.manifest)
+    result = verify_suite(suite)
+    print(f"checked {result.checked} local checkpoints; {result.remote} on the hub not checked (offline)")
+    if result.problems:
+        for line in result.problems[:-1]:
+            print(f"problem: {line}", file=sys.stderr)
+        raise UserError(f"{len(result.problems)} problem(s); last: {result.problems[-1]}")
+    print("ok")
+    return 0
+
+
+def add_checkpoints(subparsers) -> None:
+    ck = subparsers.add_parser("checkpoints", help="list and verify a suite's checkpoints")
+    sub = ck.add_subparsers(dest="ck_cmd", required=True, parser_class=Parser)
+    p = _sub(sub, "list", "list models x steps of a manifest (default: the real Pythia suite)",
+             "pythia-suite checkpoints list suite/checkpoints_manifest.json --model micro-1m --format json",
+             cmd_checkpoints_list)
+    p.add_argument("manifest", nargs="?", help="checkpoints_manifest.json or its folder")
+    p.add_argument("--model", help="only this model")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p = _sub(sub, "verify", "recompute checksums and flag steps with identical weights",
+             "pythia-suite checkpoints verify suite/checkpoints_manifest.json", cmd_checkpoints_verify)
+    p.add_argument("manifest", nargs="?", help="checkpoints_manifest.json or its folder")
+
+
 # ---- demo -------------------------------------------------------------------------------------
 
 
@@ -178,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pythia-suite {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     add_data(sub)
+    add_train(sub)
+    add_checkpoints(sub)
     add_demo(sub)
     return parser
 

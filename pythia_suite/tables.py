@@ -1,0 +1,98 @@
+"""Tidy tables: the schemas of every table the suite writes, in one place, and the one writer.
+
+Long format: one row per observation, one column per variable. Every table starts with the keys
+``suite, model, params, step, tokens_seen``. Tables are Parquet files whose metadata block
+(key ``pythia_suite``) holds the package version, the git commit (if any), the seeds and the
+configuration of the command that wrote them; `read_table_meta` returns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .errors import UserError
+from .fileio import atomic_outputs
+
+KEYS: dict[str, str] = {
+    "suite": "string",  # suite name from the manifest
+    "model": "string",  # model name, e.g. pythia-70m-deduped or micro-1m
+    "params": "int64",  # total parameters
+    "step": "int64",  # checkpoint step (optimizer steps taken)
+    "tokens_seen": "int64",  # context tokens seen by that checkpoint
+}
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    # one row per optimizer step of one model
+    "train_log": {
+        "loss": "float64",  # mean cross-entropy (nats/token) of the batch trained on at this step
+        "lr": "float64",  # learning rate used for this step
+        "grad_norm": "float64",  # global gradient norm before clipping
+        "fingerprint": "string",  # batch_fingerprint of the step's batch
+    },
+}
+
+META_KEY = b"pythia_suite"
+
+
+def columns(schema: str) -> dict[str, str]:
+    if schema not in SCHEMAS:
+        raise KeyError(f"unknown table schema {schema!r}; known: {', '.join(SCHEMAS)}")
+    return {**KEYS, **SCHEMAS[schema]}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def conform(df: pd.DataFrame, schema: str) -> pd.DataFrame:
+    """`df` with exactly the schema's columns, in order and with its dtypes (raises if one is missing)."""
+    cols = columns(schema)
+    missing = [c for c in cols if c not in df.columns]
+    extra = [c for c in df.columns if c not in cols]
+    if missing or extra:
+        raise ValueError(f"table {schema!r}: missing columns {missing}, unexpected columns {extra}")
+    return df[list(cols)].astype(cols)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, schema: str, config: dict | None = None,
+                seeds: dict | None = None) -> Path:
+    """Check `df` against `schema` and write it as Parquet with the metadata block (atomically)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = conform(df, schema)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = {
+        "schema": schema,
+        "version": __version__,
+        "git_commit": git_commit(),
+        "seeds": seeds or {},
+        "config": config or {},
+    }
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str)})
+    path = Path(path)
+    with atomic_outputs(path) as (tmp,):
+        pq.write_table(table, tmp)
+    return path
+
+
+def read_table_meta(path: str | os.PathLike) -> dict:
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read table {path}: {e}") from None
+    return json.loads(md[META_KEY]) if META_KEY in md else {}

@@ -1,0 +1,336 @@
+"""Train a family of model sizes on one training order, with checkpoints on Pythia's schedule.
+
+    pythia-suite train --data data/corpus --out suite/ --sizes micro-50k micro-1m --steps 512 --batch-size 32
+
+Every size reads the same batches in the same order (`TrainingOrder`), one size after another, and
+logs each batch's fingerprint so the equality can be checked afterwards. The recipe is Pythia's:
+AdamW (betas 0.9/0.95, eps 1e-8, weight decay 0.01 on matrices only, as GPT-NeoX), linear warmup
+over 1% of the steps, cosine decay to 0.1x the peak lr, gradient clipping at 1.0. The peak lr of
+a size is its table value (`pythia_suite.sizes`; `--lr` overrides it for all sizes).
+
+Layout of the suite folder::
+
+    SUITE/checkpoints_manifest.json
+    SUITE/<model>/step<N>/config.json, model.safetensors         (Hugging Face format)
+    SUITE/<model>/step<N>/trainer_state.safetensors, trainer_state.json   (optimizer, RNG)
+    SUITE/<model>/train_log.parquet                               (one row per step)
+
+Checkpoint ``stepN`` is the model after N optimizer steps. The log row of step s holds the loss of
+the model *before* step s on batch s, the lr and the gradient norm of that update. Resuming starts
+from the newest checkpoint that has trainer state, and gives bit-identical later checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
+from .data.order import TrainingOrder, batch_fingerprint
+from .data.sidecar import read_sidecar
+from .errors import UserError
+from .fileio import sha256_file
+from .model import GPTNeoX
+from .sizes import config_for, get_size, non_embedding_params, total_params
+from .tables import write_table
+
+STATE_WEIGHTS = "trainer_state.safetensors"
+STATE_JSON = "trainer_state.json"
+MANIFEST = "checkpoints_manifest.json"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainSettings:
+    sizes: list[str]
+    steps: int | None = None  # optimizer steps; default: every full batch of the data
+    batch_size: int = 1024
+    micro_batch: int | None = None  # sequences per forward pass (gradient accumulation); default: all
+    seed: int = 1234  # initialization
+    data_seed: int | None = None  # reorders the data (TrainingOrder seed); None: the file's order
+    checkpoint_every: int = 1000
+    lr: float | None = None  # overrides the size table's peak lr
+    warmup_frac: float = 0.01
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    vocab_size: int | None = None  # default: the data sidecar's vocabulary
+    device: str = "cpu"
+    suite: str | None = None  # suite name; default: the output folder's name
+
+
+def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_frac: float) -> float:
+    """Linear warmup over ceil(warmup_frac*total) steps, then cosine from peak to min_frac*peak,
+    reached exactly at the last step (total - 1)."""
+    warmup = max(1, math.ceil(warmup_frac * total))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - 1 - warmup)
+    return peak * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _optimizer(model: torch.nn.Module, s: TrainSettings, peak: float) -> torch.optim.AdamW:
+    # GPT-NeoX decays weight matrices only: no decay on biases or LayerNorm parameters.
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=peak, betas=s.betas, eps=1e-8, foreach=False,
+    )
+
+
+# ---- checkpoint files -------------------------------------------------------------------------
+
+
+def save_checkpoint(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict) -> str:
+    """Write weights (HF format) and trainer state to `folder` atomically; return the weights' sha256."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    tensors = {"rng_cpu": torch.get_rng_state()}
+    for i, state in opt.state_dict()["state"].items():
+        for k, v in state.items():
+            tensors[f"opt.{i}.{k}"] = v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
+    save_file(tensors, tmp / STATE_WEIGHTS, metadata={"format": "pt"})
+    (tmp / STATE_JSON).write_text(json.dumps({**meta, "step": step}, indent=1, sort_keys=True) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return sha256_file(folder / WEIGHTS)
+
+
+def load_trainer_state(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer) -> None:
+    tensors = load_file(folder / STATE_WEIGHTS)
+    torch.set_rng_state(tensors.pop("rng_cpu"))
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        _, i, k = key.split(".", 2)
+        state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _resume_point(model_dir: Path, schedule: list[int]) -> int | None:
+    """Newest scheduled step whose folder has complete trainer state."""
+    for step in reversed(schedule):
+        folder = model_dir / f"step{step}"
+        if (folder / STATE_JSON).is_file() and (folder / WEIGHTS).is_file() and (folder / STATE_WEIGHTS).is_file():
+            return step
+    return None
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What one size's run needs to know, shared by `train_model` and the manifest."""
+
+    name: str
+    config: object
+    peak_lr: float
+    checkpoints: list[dict] = field(default_factory=list)
+
+
+def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettings, progress: bool = True) -> Path:
+    """Train every size in `settings.sizes` on `data`; return the path of the suite's manifest."""
+    s = settings
+    if not s.sizes:
+        raise UserError("no sizes to train; pass --sizes (see `pythia-suite train --help`)")
+    for name in s.sizes:
+        get_size(name)
+    order = TrainingOrder(data, batch_size=s.batch_size, seed=s.data_seed)
+    total = order.num_steps if s.steps is None else s.steps
+    if total < 1 or total > order.num_steps:
+        raise UserError(f"--steps {s.steps} out of range: the data has {order.num_steps} steps of batch {s.batch_size}")
+    if s.micro_batch is not None and (s.micro_batch < 1 or s.batch_size % s.micro_batch):
+        raise UserError(f"--micro-batch {s.micro_batch} must divide --batch-size {s.batch_size}")
+    meta = read_sidecar(data) or {}
+    vocab = s.vocab_size or meta.get("vocab_size")
+    if vocab is None:
+        raise UserError(f"{data} has no sidecar with a vocabulary size; pass --vocab-size")
+    max_id = int(order.batch(0).max())
+    if max_id >= vocab:
+        raise UserError(f"vocabulary of {vocab} is smaller than the data's token id {max_id}; pass a larger --vocab-size")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    schedule = checkpoint_steps(total, s.checkpoint_every)
+    runs = []
+    for name in s.sizes:
+        config = config_for(name, vocab_size=_pad_vocab(vocab), max_position_embeddings=order.seq_len)
+        runs.append(_Run(name, config, s.lr if s.lr is not None else get_size(name).learning_rate))
+    data_info = {
+        "prefix": os.path.relpath(Path(data).resolve(), out.resolve()),
+        "bin_sha256": meta.get("bin_sha256"),
+        "idx_sha256": meta.get("idx_sha256"),
+        "seq_len": order.seq_len,
+        "batch_size": s.batch_size,
+        "data_seed": s.data_seed,
+    }
+    tokenizer = meta.get("tokenizer")
+    if tokenizer and not Path(tokenizer).is_absolute():
+        tokenizer = os.path.relpath(Path(data).parent.resolve() / tokenizer, out.resolve())
+    write = lambda: write_manifest(_manifest(s, out, runs, data_info, tokenizer, order), out / MANIFEST)  # noqa: E731
+    for run in runs:
+        train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write)
+    return write()
+
+
+def _pad_vocab(vocab: int, multiple: int = 128) -> int:
+    """Embedding rows padded to a multiple of 128, as GPT-NeoX pads 50277 to 50304."""
+    return -(-vocab // multiple) * multiple
+
+
+def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
+                s: TrainSettings, progress: bool, on_checkpoint) -> None:
+    from tqdm.auto import tqdm
+
+    # cuBLAS refuses deterministic mode without a fixed workspace; harmless on other devices.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    model_dir = out / run.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(s.seed)
+    model = GPTNeoX(run.config).to(s.device)
+    opt = _optimizer(model, s, run.peak_lr)
+    log_path = model_dir / "train_log.parquet"
+    state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
+                  "pythia_suite_version": __version__}
+    _check_settings(model_dir, schedule, state_meta)
+
+    start = _resume_point(model_dir, schedule)
+    if start is None:
+        start = 0
+        rows: list[dict] = []
+        run.checkpoints = [_record(order, run, model_dir, 0, save_checkpoint(model_dir / "step0", model, opt, 0, state_meta))]
+        on_checkpoint()
+    else:
+        folder = model_dir / f"step{start}"
+        model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())
+        load_trainer_state(folder, model, opt)
+        per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # _write_log adds the keys
+        rows = pd.read_parquet(log_path).query("step < @start")[per_step].to_dict("records") if log_path.exists() else []
+        run.checkpoints = [
+            _record(order, run, model_dir, st, sha256_file(model_dir / f"step{st}" / WEIGHTS))
+            for st in schedule if st <= start and (model_dir / f"step{st}" / WEIGHTS).is_file()
+        ]
+    params = total_params(run.config)
+    last_good = max(c["step"] for c in run.checkpoints)
+    model.train()
+    bar = tqdm(range(start, total), desc=run.name, unit="step", disable=not progress, leave=False,
+               initial=start, total=total)
+    micro = s.micro_batch or s.batch_size
+    for step in bar:
+        batch = order.batch(step)
+        if (max_id := int(batch.max())) >= run.config.vocab_size:
+            raise UserError(f"token id {max_id} at step {step} is outside the model's {run.config.vocab_size} "
+                            f"embedding rows; pass a larger --vocab-size (the data sidecar's vocab_size)")
+        tokens = torch.from_numpy(batch.astype(np.int64)).to(s.device)
+        lr = lr_at(step, total, run.peak_lr, s.warmup_frac, s.min_lr_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for a in range(0, s.batch_size, micro):
+            x, y = tokens[a : a + micro, :-1], tokens[a : a + micro, 1:]
+            logits = model(x)  # (b, T, vocab)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+            (loss * (x.size(0) / s.batch_size)).backward()
+            loss_sum += loss.item() * x.size(0)
+        loss_value = loss_sum / s.batch_size
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip).item()
+        # A non-finite gradient would poison the weights: stop before the update, so every saved
+        # checkpoint stays finite.
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            raise TrainingDiverged(
+                f"{run.name}: loss {loss_value}, gradient norm {grad_norm} at step {step}; the last good "
+                f"checkpoint is {model_dir / f'step{last_good}'} (try a lower --lr)"
+            )
+        opt.step()
+        rows.append({"step": step, "tokens_seen": order.tokens_seen(step), "loss": loss_value, "lr": lr,
+                     "grad_norm": grad_norm, "fingerprint": batch_fingerprint(batch)})
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        done = step + 1
+        if done in schedule:
+            # The log first: a kill between the two then loses no rows (resume drops rows >= its start).
+            _write_log(rows, log_path, run, params, s, order)
+            sha = save_checkpoint(model_dir / f"step{done}", model, opt, done, state_meta)
+            run.checkpoints.append(_record(order, run, model_dir, done, sha))
+            last_good = done
+            on_checkpoint()
+    bar.close()
+
+
+def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
+    """Refuse to resume a run that was started with other settings."""
+    step = _resume_point(model_dir, schedule)
+    if step is None:
+        return
+    old = json.loads((model_dir / f"step{step}" / STATE_JSON).read_text())
+    keys = ("settings", "total_steps")
+    if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys):
+        raise UserError(
+            f"{model_dir} holds a run with other settings; use another --out, or delete the folder to start over"
+        )
+
+
+def _record(order: TrainingOrder, run: _Run, model_dir: Path, step: int, sha: str) -> dict:
+    return {"step": step, "tokens_seen": order.tokens_seen(step),
+            "location": f"{model_dir.name}/step{step}", "sha256": sha}
+
+
+def _write_log(rows: list[dict], path: Path, run: _Run, params: int, s: TrainSettings, order: TrainingOrder) -> None:
+    df = pd.DataFrame(rows)
+    df.insert(0, "suite", s.suite or path.parent.parent.name)
+    df.insert(1, "model", run.name)
+    df.insert(2, "params", params)
+    write_table(df, path, "train_log", config=asdict(s), seeds={"init": s.seed, "data": s.data_seed})
+
+
+def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, tokenizer, order) -> dict:
+    return {
+        "schema": SCHEMA,
+        "suite": s.suite or out.resolve().name,
+        "tokenizer": tokenizer,
+        "data": data_info,
+        "models": [
+            {
+                "name": r.name,
+                "params": total_params(r.config),
+                "non_embedding_params": non_embedding_params(r.config),
+                "config": r.config.to_dict(),
+                "seeds": {"init": s.seed, "data": s.data_seed},
+                "peak_lr": r.peak_lr,
+                "checkpoints": sorted(r.checkpoints, key=lambda c: c["step"]),
+            }
+            for r in runs
+        ],
+    }
+
+
+def read_train_log(suite_dir: str | os.PathLike) -> pd.DataFrame:
+    """All models' training logs of a suite folder, concatenated."""
+    logs = sorted(Path(suite_dir).glob("*/train_log.parquet"))
+    if not logs:
+        raise UserError(f"no training logs (*/train_log.parquet) in {suite_dir}")
+    return pd.concat([pd.read_parquet(p) for p in logs], ignore_index=True)
+
+
+__all__ = ["TrainSettings", "TrainingDiverged", "lr_at", "read_train_log", "train"]
