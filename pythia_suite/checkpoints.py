@@ -247,6 +247,8 @@ class Suite:
         steps = self.steps(model)
         if (step is None) == (index is None):
             raise UserError("give exactly one of a step and an index")
+        if not steps:
+            raise UserError(f"{model} has no checkpoints yet in {self.source}")
         if index is not None:
             if not -len(steps) <= index < len(steps):
                 raise UserError(f"checkpoint index {index} out of range for {model} ({len(steps)} checkpoints)")

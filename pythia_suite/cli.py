@@ -249,15 +249,38 @@ def add_checkpoints(subparsers) -> None:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, fresh=args.fresh)
+    run_demo(args.out, preset=args.preset, fresh=args.fresh, progress=not args.quiet)
     return 0
 
 
 def add_demo(subparsers) -> None:
-    p = _sub(subparsers, "demo", "the end-to-end run on the built-in corpus",
+    from .demo import PRESETS
+
+    p = _sub(subparsers, "demo", "the whole suite end to end on the built-in micro-Pile (offline)",
              "pythia-suite demo --out demo_output", cmd_demo)
     p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--preset", default="default", choices=list(PRESETS),
+                   help="size of the run: tiny (seconds), default (minutes on a laptop), gpu")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished work")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+# ---- analyses (registered in pythia_suite.registry, imported only when run) -------------------
+
+
+def add_analyses(subparsers) -> None:
+    from .registry import available
+
+    for a in available():
+        p = subparsers.add_parser(a.name, help=a.help, add_help=False)
+        p.add_argument("argv", nargs=argparse.REMAINDER)
+        p.set_defaults(func=lambda args, a=a: _run_analysis(a, args.argv))
+
+
+def _run_analysis(analysis, argv: list[str]) -> int:
+    from .registry import resolve
+
+    return resolve(analysis.main)(argv) or 0
 
 
 # ---- entry point ------------------------------------------------------------------------------
@@ -272,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data(sub)
     add_train(sub)
     add_checkpoints(sub)
+    add_analyses(sub)
     add_demo(sub)
     return parser
 

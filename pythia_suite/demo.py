@@ -1,51 +1,254 @@
-"""`pythia-suite demo`: the end-to-end run on a small built-in corpus.
+"""`pythia-suite demo`: the whole suite end to end on the built-in micro-Pile.
 
-For now: generate a small synthetic corpus, build the preshuffled dataset, and show the batch at
-a step with its fingerprint.
+    pythia-suite demo --out demo_output                  # about 5-10 minutes on 2 CPU cores
+    pythia-suite demo --out demo_gpu --preset gpu        # larger corpus and models, on a GPU
+
+Steps, each skipped when its output is already there (a rerun resumes; `--fresh` starts over):
+
+1. generate the micro-Pile and its ground truth       -> OUT/corpus/
+2. train a byte-level BPE, build the preshuffled data -> OUT/data/
+3. train the micro family on one training order       -> OUT/suite/ (checkpoints, manifest)
+4. training summary: loss curves and loss against size -> OUT/tables/, OUT/figures/
+5. every analysis the package has (`registry.available()`) adds its tables, figures and section
+6. OUT/report.md: what was run, with what settings, headline numbers, the figures
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
-WORDS = (
-    "the a model data step token batch order loss layer head size train learn see know change scale "
-    "memory sequence checkpoint suite corpus text word number seed shuffle index read write"
-).split()
+from .errors import UserError
 
 
-def write_corpus(path: Path, n_docs: int = 2000, seed: int = 0) -> None:
-    """Deterministic toy documents: a few sentences of random words each."""
-    rng = np.random.default_rng(seed)
-    with open(path, "w") as f:
-        for _ in range(n_docs):
-            sentences = []
-            for _ in range(rng.integers(2, 6)):
-                words = rng.choice(WORDS, size=rng.integers(4, 12))
-                sentences.append(" ".join(words).capitalize() + ".")
-            f.write(" ".join(sentences) + "\n\n")
+@dataclass(frozen=True)
+class Preset:
+    corpus_bytes: int
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    sizes: tuple[str, ...]
+    checkpoint_every: int
+    seed: int = 1234
+    device: str = "cpu"
+    canaries_per_repeat: int = 4
+    steps: int | None = None  # optimizer steps; None: one pass over the data
 
 
-def run_demo(out: str | Path, fresh: bool = False) -> None:
-    from .data import TrainingOrder, build
+PRESETS: dict[str, Preset] = {
+    # inside the test suite: seconds
+    "tiny": Preset(corpus_bytes=300_000, vocab_size=512, seq_len=64, batch_size=8,
+                   sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=16,
+                   canaries_per_repeat=1, steps=48),
+    # the README's `make demo`: minutes on a laptop
+    "default": Preset(corpus_bytes=5_000_000, vocab_size=2048, seq_len=128, batch_size=32,
+                      sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=64),
+    # a GPU: ten times the data, the largest micro size too
+    "gpu": Preset(corpus_bytes=50_000_000, vocab_size=4096, seq_len=256, batch_size=64,
+                  sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m", "micro-5m"), checkpoint_every=250,
+                  device="cuda"),
+}
 
+
+@dataclass
+class Section:
+    """What one demo step contributes to the report."""
+
+    title: str
+    lines: list[str]
+    figures: list[Path] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class DemoContext:
+    """Where everything of one demo run lives; handed to each analysis' `demo_step`."""
+
+    out: Path
+    preset_name: str
+    preset: Preset
+    progress: bool = True
+
+    @property
+    def corpus(self) -> Path:
+        return self.out / "corpus" / "micropile.jsonl"
+
+    @property
+    def ground_truth_path(self) -> Path:
+        return self.out / "corpus" / "micropile.ground_truth.json"
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data" / "micropile"
+
+    @property
+    def suite_dir(self) -> Path:
+        return self.out / "suite"
+
+    @property
+    def manifest(self) -> Path:
+        return self.suite_dir / "checkpoints_manifest.json"
+
+    def table(self, name: str) -> Path:
+        return self.out / "tables" / f"{name}.parquet"
+
+    def figure(self, name: str) -> Path:
+        return self.out / "figures" / f"{name}.png"
+
+    def ground_truth(self) -> dict:
+        from .micropile import load_ground_truth
+
+        return load_ground_truth(self.ground_truth_path)
+
+    def log(self, msg: str) -> None:
+        if self.progress:
+            print(msg, file=sys.stderr, flush=True)
+
+
+def _check_settings(ctx: DemoContext) -> None:
+    """A rerun into the same folder must use the same settings, or start over with --fresh."""
+    record = ctx.out / "demo_settings.json"
+    settings = {"preset": ctx.preset_name, **asdict(ctx.preset)}
+    settings = json.loads(json.dumps(settings))
+    if record.exists():
+        old = json.loads(record.read_text())
+        if old != settings:
+            raise UserError(f"{ctx.out} holds a demo run with other settings (preset {old.get('preset')!r}); "
+                            "pass --fresh to start over, or use another --out")
+    else:
+        record.write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def step_corpus(ctx: DemoContext) -> None:
+    from .micropile import MicroPileConfig, generate
+
+    if ctx.ground_truth_path.exists() and ctx.corpus.exists():
+        return
+    p = ctx.preset
+    ctx.log(f"[1/5] generating the micro-Pile ({p.corpus_bytes / 1e6:.1f} MB)")
+    generate(ctx.corpus, replace(MicroPileConfig(), seed=p.seed, target_bytes=p.corpus_bytes,
+                                 canaries_per_repeat=p.canaries_per_repeat), ctx.ground_truth_path)
+
+
+def step_data(ctx: DemoContext) -> None:
+    from .data import build
+
+    if ctx.data.with_name(ctx.data.name + ".json").exists():
+        return
+    p = ctx.preset
+    ctx.log(f"[2/5] building the tokenizer (vocab {p.vocab_size}) and the preshuffled data (seq_len {p.seq_len})")
+    build([ctx.corpus], ctx.data, seq_len=p.seq_len, vocab_size=p.vocab_size, seed=p.seed, progress=ctx.progress)
+
+
+def step_train(ctx: DemoContext) -> None:
+    from .train import TrainSettings, train
+
+    p = ctx.preset
+    ctx.log(f"[3/5] training {', '.join(p.sizes)} (batch {p.batch_size} x {p.seq_len} tokens)")
+    settings = TrainSettings(sizes=list(p.sizes), steps=p.steps, batch_size=p.batch_size, seed=p.seed,
+                             checkpoint_every=p.checkpoint_every, device=p.device, suite="micro-pile")
+    train(ctx.data, ctx.suite_dir, settings, progress=ctx.progress)
+
+
+def step_training_summary(ctx: DemoContext, window: int = 20) -> Section:
+    from .plots import plot_final_loss, plot_loss_curves
+    from .tables import write_table
+    from .train import read_train_log
+
+    ctx.log("[4/5] summarising training")
+    log = read_train_log(ctx.suite_dir)
+    write_table(log, ctx.table("train_log"), "train_log", config=asdict(ctx.preset), seeds={"init": ctx.preset.seed})
+    final = (log.sort_values("step").groupby(["suite", "model", "params"], as_index=False)
+             .apply(lambda g: pd.Series({"step": g["step"].max() + 1, "loss": g["loss"].tail(window).mean()}),
+                    include_groups=False)
+             .sort_values("params"))
+    figs = [plot_loss_curves(log, ctx.figure("loss_curves")), plot_final_loss(final, ctx.figure("final_loss"))]
+    final["first_loss"] = final["model"].map(log.sort_values("step").groupby("model")["loss"].first())
+    lines = [f"Final loss is the mean training loss of the last {window} steps.", "",
+             "| model | params | first loss | final loss |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.model} | {r.params:,} | {r.first_loss:.3f} | {r.loss:.3f} |" for r in final.itertuples()]
+    ordered = final["loss"].is_monotonic_decreasing
+    falls = (final["loss"] < final["first_loss"]).all()
+    lines += ["", f"Every loss curve falls: {'yes' if falls else 'NO'}. "
+              f"Larger models reach lower loss: {'yes' if ordered else 'NO'} "
+              f"(order by final loss: {', '.join(final.sort_values('loss')['model'])})."]
+    return Section("Training", lines, figs, [ctx.table("train_log")])
+
+
+def step_analyses(ctx: DemoContext) -> list[Section]:
+    from .registry import available, resolve
+
+    sections = []
+    for analysis in available():
+        ctx.log(f"[5/5] {analysis.name}")
+        t = time.perf_counter()
+        section = resolve(analysis.demo_step)(ctx)
+        section.lines.append(f"\n_{analysis.name}: {time.perf_counter() - t:.0f} s._")
+        sections.append(section)
+    return sections
+
+
+def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Path:
+    from . import __version__
+    from .fileio import atomic_outputs
+    from .tables import git_commit
+
+    truth = ctx.ground_truth()
+    p = ctx.preset
+    lines = [
+        "# pythia-suite demo report", "",
+        f"pythia-suite {__version__} (git {git_commit() or 'unknown'}), preset `{ctx.preset_name}`, "
+        f"{wall_s:.0f} s for this invocation.", "",
+        "## What was run", "",
+        f"- corpus: the micro-Pile, {truth['corpus']['n_bytes'] / 1e6:.1f} MB, "
+        f"{truth['corpus']['n_documents']:,} documents, seed {p.seed} (`corpus/`, ground truth beside it)",
+        f"- data: byte-level BPE of {p.vocab_size} tokens, items of {p.seq_len}+1 tokens, PCG64 shuffle seed {p.seed} (`data/`)",
+        f"- models: {', '.join(p.sizes)}; batch {p.batch_size}, "
+        f"{'one pass over the data' if p.steps is None else f'{p.steps} steps'}, checkpoints at 0, "
+        f"powers of two and every {p.checkpoint_every} steps (`suite/checkpoints_manifest.json`)",
+        f"- device: {p.device}", "",
+    ]
+    for s in sections:
+        lines += [f"## {s.title}", "", *s.lines, ""]
+        lines += [f"![{f.stem}]({f.relative_to(ctx.out)})" for f in s.figures]
+        if s.tables:
+            lines += ["", "Tables: " + ", ".join(f"`{t.relative_to(ctx.out)}`" for t in s.tables)]
+        lines.append("")
+    path = ctx.out / "report.md"
+    with atomic_outputs(path) as (tmp,):
+        tmp.write_text("\n".join(lines))
+    return path
+
+
+def run_demo(out: str | Path = "demo_output", preset: str = "default", fresh: bool = False,
+             progress: bool = True) -> Path:
+    """Run (or resume) the demo into `out`; return the path of report.md."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = out / "corpus.txt"
-    if not corpus.exists():
-        write_corpus(corpus)
-    prefix = out / "data" / "corpus"
-    if not prefix.with_name("corpus.json").exists():
-        build([corpus], prefix, seq_len=64, vocab_size=512, seed=1234)
-    order = TrainingOrder(prefix, batch_size=8)
-    step = order.last_step // 2
-    print(f"{order}")
-    print(f"step {step}: items {step * order.batch_size}..{(step + 1) * order.batch_size - 1}, "
-          f"tokens_seen by checkpoint step{step} = {order.tokens_seen(step)}")
-    print(f"fingerprint {order.fingerprint(step)}")
-    print(order.batch(step)[:2, :16])
+    ctx = DemoContext(out, preset, PRESETS[preset], progress)
+    if ctx.preset.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"preset {preset!r} needs a CUDA GPU and torch sees none; use --preset default")
+    _check_settings(ctx)
+    t = time.perf_counter()
+    step_corpus(ctx)
+    step_data(ctx)
+    step_train(ctx)
+    sections = [step_training_summary(ctx), *step_analyses(ctx)]
+    report = write_report(ctx, sections, time.perf_counter() - t)
+    print(f"\ndemo finished in {time.perf_counter() - t:.0f} s: {report}")
+    for s in sections:
+        print(f"  {s.title}: {len(s.figures)} figures, {len(s.tables)} tables")
+    return report

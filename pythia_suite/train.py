@@ -156,6 +156,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
         raise UserError("no sizes to train; pass --sizes (see `pythia-suite train --help`)")
     for name in s.sizes:
         get_size(name)
+    if len(set(s.sizes)) != len(s.sizes):
+        raise UserError(f"--sizes names a size twice: {' '.join(s.sizes)}")
     order = TrainingOrder(data, batch_size=s.batch_size, seed=s.data_seed)
     total = order.num_steps if s.steps is None else s.steps
     if total < 1 or total > order.num_steps:
@@ -169,9 +171,9 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     max_id = int(order.batch(0).max())
     if max_id >= vocab:
         raise UserError(f"vocabulary of {vocab} is smaller than the data's token id {max_id}; pass a larger --vocab-size")
+    schedule = checkpoint_steps(total, s.checkpoint_every)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    schedule = checkpoint_steps(total, s.checkpoint_every)
     runs = []
     for name in s.sizes:
         config = config_for(name, vocab_size=_pad_vocab(vocab), max_position_embeddings=order.seq_len)

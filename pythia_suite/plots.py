@@ -1,0 +1,70 @@
+"""Figures from tidy tables (matplotlib, no display needed). Each function takes a DataFrame in the
+documented schema and writes one PNG; models are coloured by size, smallest lightest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def size_colors(df: pd.DataFrame) -> dict[str, tuple]:
+    """One colour per model, ordered by parameter count."""
+    plt = _pyplot()
+    models = df.drop_duplicates("model").sort_values("params")["model"].tolist()
+    cmap = plt.get_cmap("viridis")
+    return {m: cmap(0.15 + 0.7 * i / max(1, len(models) - 1)) for i, m in enumerate(models)}
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    from .fileio import atomic_outputs
+
+    path = Path(path)
+    fig.tight_layout()
+    with atomic_outputs(path) as (tmp,):
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_loss_curves(log: pd.DataFrame, path: str | os.PathLike, smooth: int = 20) -> Path:
+    """Training loss (rolling mean over `smooth` steps) against tokens seen, one line per model.
+    `log` has the train_log schema."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    colors = size_colors(log)
+    for model in colors:  # legend in size order
+        g = log[log["model"] == model].sort_values("step")
+        loss = g["loss"].rolling(smooth, min_periods=1).mean()
+        ax.plot(g["tokens_seen"], loss, color=colors[model], label=f"{model} ({g['params'].iloc[0]:,})")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel(f"training loss (nats/token, mean of {smooth} steps)")
+    ax.set_title("Loss over training")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_final_loss(final: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Final loss against parameter count (log x). `final` has columns model, params, loss."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(final["params"], final["loss"], "o-", color="0.3")
+    for _, r in final.iterrows():
+        ax.annotate(r["model"], (r["params"], r["loss"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("final training loss")
+    ax.set_title("Loss against scale")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,93 @@
+"""The demo end to end on the tiny preset, and the micro-Pile's ground truth against the built data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pythia_suite.cli import main
+from pythia_suite.data import IndexedDataset, read_sidecar
+from pythia_suite.data.build import load_tokenizer
+from pythia_suite.demo import run_demo
+from pythia_suite.tables import read_table_meta
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    report = run_demo(out, preset="tiny", progress=False)
+    return out, report
+
+
+def test_demo_writes_report_tables_figures(demo):
+    out, report = demo
+    text = report.read_text()
+    assert "## What was run" in text and "## Training" in text
+    assert "Every loss curve falls: yes" in text
+    for fig in ("loss_curves", "final_loss"):
+        png = out / "figures" / f"{fig}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(figures/{fig}.png)" in text
+    log = pd.read_parquet(out / "tables" / "train_log.parquet")
+    assert list(log.columns[:5]) == ["suite", "model", "params", "step", "tokens_seen"]
+    assert sorted(log["model"].unique()) == sorted(["micro-50k", "micro-200k", "micro-500k", "micro-1m"])
+    assert (log.groupby("model")["step"].max() == 47).all()
+    # one training order for every size
+    fp = log.pivot(index="step", columns="model", values="fingerprint")
+    assert (fp.nunique(axis=1) == 1).all()
+    assert read_table_meta(out / "tables" / "train_log.parquet")["schema"] == "train_log"
+
+
+def test_demo_rerun_skips_finished_work(demo, capsys):
+    out, report = demo
+    weights = out / "suite" / "micro-50k" / "step48" / "model.safetensors"
+    before = {p: p.stat().st_mtime_ns for p in (weights, out / "data" / "micropile.bin", out / "corpus" / "micropile.jsonl")}
+    run_demo(out, preset="tiny", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_demo_other_settings_refused(demo, capsys):
+    out, _ = demo
+    assert main(["demo", "--out", str(out), "--preset", "default", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--fresh" in err[0]
+
+
+def _stream(prefix) -> np.ndarray:
+    """The packed token stream before the shuffle (the dropped tail excluded)."""
+    ds = IndexedDataset(prefix)
+    meta = read_sidecar(prefix)
+    perm = np.random.Generator(np.random.PCG64(meta["seed"])).permutation(len(ds))
+    rows = np.asarray(ds.tokens).reshape(len(ds), meta["item_len"])
+    return rows[np.argsort(perm)].ravel()
+
+
+def _count(stream: np.ndarray, pattern: np.ndarray) -> int:
+    starts = np.flatnonzero(stream[: len(stream) - len(pattern) + 1] == pattern[0])
+    return sum(np.array_equal(stream[s : s + len(pattern)], pattern) for s in starts)
+
+
+def test_ground_truth_canaries_recounted_from_tokens(demo):
+    out, _ = demo
+    truth = json.loads((out / "corpus" / "micropile.ground_truth.json").read_text())
+    meta = read_sidecar(out / "data" / "micropile")
+    tok = load_tokenizer(out / "data" / "micropile.tokenizer.json")
+    stream = _stream(out / "data" / "micropile")
+    eod = meta["eod_id"]
+    n_docs = truth["corpus"]["n_documents"]
+    assert meta["n_documents"] == n_docs
+    checked = 0
+    for canary in truth["canaries"]:
+        ids = tok.encode(canary["text"], add_special_tokens=False).ids
+        assert len(ids) >= 64
+        # a canary is a whole document: end-of-document on both sides
+        pattern = np.array([eod, *ids, eod], dtype=stream.dtype)
+        expected = canary["repeats"]
+        if max(canary["documents"]) >= n_docs - 2:
+            continue  # may sit in the tail that packing drops
+        assert _count(stream, pattern) == expected, canary["id"]
+        checked += 1
+    assert checked >= len(truth["canaries"]) - 1
