@@ -160,6 +160,20 @@ class KVCache:
         self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]  # (B, n_head, end, head_dim)
 
+    def reorder(self, index: torch.Tensor) -> None:
+        """Permute the sequences of the batch (row i becomes old row index[i])."""
+        self.k, self.v = self.k[:, index], self.v[:, index]  # (n_layer, B, n_head, max_len, head_dim)
+
+    def narrow(self, rows: int, pos: int) -> KVCache:
+        """A cache over the first `rows` sequences that continues at position `pos`, sharing this
+        cache's memory: decoding a subset of a batch without copying its keys and values."""
+        if self.k is None or not 0 <= pos <= self.shape[3] or not 0 < rows <= self.shape[1]:
+            raise ValueError(f"cannot narrow a cache of shape {self.shape} at pos {self.pos} to {rows} rows, pos {pos}")
+        view = KVCache.__new__(KVCache)
+        view.shape = (self.shape[0], rows, *self.shape[2:])
+        view.k, view.v, view.pos = self.k[:, :rows], self.v[:, :rows], pos  # (n_layer, rows, n_head, max_len, head_dim)
+        return view
+
 
 class Attention(nn.Module):
     def __init__(self, config: GPTNeoXConfig, layer_idx: int) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from functools import cached_property
 
 import numpy as np
 
@@ -75,9 +76,7 @@ class TrainingOrder:
         self.seed = seed
         self.permutation: np.ndarray | None = None
         if seed is not None:
-            ds.check_pointers()  # a permuted gather needs every item in place, not just one batch's
-            if (ds.sizes != self.item_len).any():
-                raise UserError(f"{ds.prefix} has items of different lengths; cannot reorder it")
+            self._grid  # a permuted gather needs every item in place, not just one batch's
             self.permutation = np.random.Generator(np.random.PCG64(seed)).permutation(len(ds))
 
     @property
@@ -112,8 +111,7 @@ class TrainingOrder:
         of the .bin, or a gathered copy when a `seed` reorders the items."""
         ds = self.dataset
         if self.permutation is not None:
-            grid = ds.tokens.reshape(len(ds), self.item_len)
-            return grid[self.permutation[first : first + count]]
+            return self._grid[self.permutation[first : first + count]]
         sizes = ds.sizes[first : first + count]
         pointers = ds.pointers[first : first + count]
         stride = self.item_len * ds.dtype.itemsize
@@ -145,6 +143,25 @@ class TrainingOrder:
         if not isinstance(i, (int, np.integer)) or not 0 <= i < n:
             raise UserError(f"sequence {i!r} out of range: trained sequences are 0..{n - 1}")
         return self._rows(int(i), 1)[0]
+
+    def sequences(self, indices) -> np.ndarray:
+        """Sequences at positions `indices` of the order, gathered: (len(indices), seq_len + 1)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        n = self.num_steps * self.batch_size
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise UserError(f"sequence indices must lie in 0..{n - 1}; got {idx.min()}..{idx.max()}")
+        if idx.size and self.permutation is None and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+            return np.array(self._rows(int(idx[0]), len(idx)))  # one contiguous slice
+        return self._grid[idx if self.permutation is None else self.permutation[idx]]
+
+    @cached_property
+    def _grid(self) -> np.ndarray:
+        """The whole file as (items, item_len), after checking that every item is in place."""
+        ds = self.dataset
+        ds.check_pointers()
+        if (ds.sizes != self.item_len).any():
+            raise UserError(f"{ds.prefix} has items of different lengths; this is not a preshuffled dataset")
+        return ds.tokens.reshape(len(ds), self.item_len)
 
     def item_index(self, i: int) -> int:
         """Index in the file of the i-th sequence of the order."""

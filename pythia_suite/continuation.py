@@ -1,0 +1,116 @@
+"""Greedy continuation of training sequences, scored against the true continuation, fast and exact.
+
+The score is Pythia's (Biderman et al. 2023): prompt = the first k tokens of a sequence, greedy
+decoding of m tokens, ``matched`` = positions where the greedy token equals the true one,
+``score = matched / m``; memorized means score 1. Also reported: ``prefix``, the length of the
+exact matching prefix of the greedy continuation.
+
+Why it is fast without changing the answer: while the greedy tokens equal the true ones, the
+greedy context *is* the true sequence, so one teacher-forced pass over ``tokens[:k+m-1]`` gives
+every greedy token up to and including the first mismatch, for every sequence at once. That pass
+alone settles ``prefix`` and the memorized flag. Only sequences that mismatch before the last
+position need decoding, and only after their first mismatch: sorted by first mismatch, the rows
+still decoding at step t are a prefix of the batch, so each step is one batched forward of one
+token over a slice of the teacher-forced KV cache (which stays valid up to each row's mismatch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import GPTNeoX, KVCache
+
+PROMPT_LEN = 32
+CONTINUATION_LEN = 32
+
+
+@dataclass
+class Scores:
+    """Per-sequence results, numpy arrays of shape (N,)."""
+
+    matched: np.ndarray  # uint8: positions where greedy == truth, 0..m
+    prefix: np.ndarray  # uint8: length of the exact matching prefix, 0..m
+    continuation_len: int
+    decode_rows: int = 0  # rows that needed decoding after the teacher-forced pass
+    decode_steps: int = 0  # batched one-token forwards run
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.matched / self.continuation_len
+
+    @property
+    def memorized(self) -> np.ndarray:
+        return self.prefix == self.continuation_len
+
+
+@torch.inference_mode()
+def score_batch(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN
+                ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Greedy-continuation scores of one batch: tokens (N, >= k+m) on the model's device.
+
+    Returns matched (N,), prefix (N,) as int64 tensors, and the number of decode steps run.
+    """
+    N = tokens.size(0)
+    truth = tokens[:, k : k + m]  # (N, m)
+    cache = KVCache(model.config, N, k + m - 1)
+    logits, _ = model(tokens[:, : k + m - 1], cache)  # (N, k+m-1, vocab)
+    greedy = logits[:, k - 1 :].argmax(-1)  # (N, m): the greedy tokens while the context is true
+    del logits
+    match = greedy == truth
+    prefix = torch.where(match.all(1), m, (~match).int().argmax(1))  # first mismatch, or m
+    # Rows mismatching before the last position need decoding from their first mismatch on.
+    order = torch.argsort(prefix, stable=True)
+    p_sorted = prefix[order]
+    need = int((p_sorted < m - 1).sum())
+    steps = 0
+    if need:
+        g = greedy[order]  # (N, m), sorted by first mismatch
+        cache.reorder(order)
+        p_first = int(p_sorted[0])
+        counts = torch.searchsorted(p_sorted[:need].contiguous(), torch.arange(m, device=tokens.device), right=False)
+        for t in range(p_first + 1, m):
+            rows = int(counts[t])  # rows with prefix < t: their context diverged before position k+t
+            view = cache.narrow(rows, k + t - 1)
+            # position k+t-1 of an active row holds its greedy token t-1 (its own mismatch, or decoded)
+            step_logits, _ = model(g[:rows, t - 1 : t], view)  # (rows, 1, vocab)
+            g[:rows, t] = step_logits[:, -1].argmax(-1)
+            steps += 1
+        greedy = torch.empty_like(g)
+        greedy[order] = g
+    matched = (greedy == truth).sum(1)
+    return matched, prefix, steps
+
+
+def auto_batch_size(model: GPTNeoX, device: torch.device, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN) -> int:
+    """Rows per batch: 256 on a CPU; on a GPU, as many as fit in half the free memory."""
+    if device.type != "cuda":
+        return 256
+    c = model.config
+    item = next(model.parameters()).element_size()
+    per_row = (k + m) * (c.vocab_size * 4 + 2 * c.num_hidden_layers * c.hidden_size * item
+                         + 8 * c.hidden_size * item + 2 * c.intermediate_size * item)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(4096, free // 2 // per_row)))
+
+
+def score_sequences(model: GPTNeoX, tokens: np.ndarray, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN,
+                    batch_size: int | None = None) -> Scores:
+    """Scores of every row of `tokens` (N, >= k+m), in batches, on the model's device."""
+    if tokens.ndim != 2 or tokens.shape[1] < k + m:
+        raise ValueError(f"need sequences of at least {k + m} tokens (prompt {k} + continuation {m}); got {tokens.shape}")
+    device = next(model.parameters()).device
+    batch_size = batch_size or auto_batch_size(model, device, k, m)
+    model.eval()
+    matched, prefix = np.empty(len(tokens), np.uint8), np.empty(len(tokens), np.uint8)
+    decode_rows = decode_steps = 0
+    for a in range(0, len(tokens), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(tokens[a : a + batch_size, : k + m], dtype=np.int64)).to(device)
+        mt, pf, steps = score_batch(model, batch, k, m)
+        matched[a : a + len(batch)] = mt.cpu().numpy()
+        prefix[a : a + len(batch)] = pf.cpu().numpy()
+        decode_rows += int((pf < m - 1).sum())
+        decode_steps += steps
+    return Scores(matched, prefix, m, decode_rows, decode_steps)
