@@ -39,20 +39,21 @@ class Preset:
     device: str = "cpu"
     canaries_per_repeat: int = 4
     steps: int | None = None  # optimizer steps; None: one pass over the data
+    memorization_sample: int = 1024  # training sequences scored at every checkpoint
 
 
 PRESETS: dict[str, Preset] = {
     # inside the test suite: seconds
     "tiny": Preset(corpus_bytes=300_000, vocab_size=512, seq_len=64, batch_size=8,
                    sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=16,
-                   canaries_per_repeat=1, steps=48),
+                   canaries_per_repeat=1, steps=48, memorization_sample=256),
     # the README's `make demo`: minutes on a laptop
     "default": Preset(corpus_bytes=5_000_000, vocab_size=2048, seq_len=128, batch_size=32,
                       sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=64),
     # a GPU: ten times the data, the largest micro size too
     "gpu": Preset(corpus_bytes=50_000_000, vocab_size=4096, seq_len=256, batch_size=64,
                   sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m", "micro-5m"), checkpoint_every=250,
-                  device="cuda"),
+                  device="cuda", memorization_sample=8192),
 }
 
 

@@ -68,3 +68,40 @@ def plot_final_loss(final: pd.DataFrame, path: str | os.PathLike) -> Path:
     ax.set_title("Loss against scale")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_memorized_over_training(summary: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Memorized fraction of seen training sequences against step, one line per model
+    (`memorization` schema)."""
+    plt = _pyplot()
+    seen = summary[summary["seen"]]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    colors = size_colors(seen)
+    for model in colors:
+        g = seen[seen["model"] == model].sort_values("step")
+        ax.plot(g["step"], 100 * g["memorized_frac"], "o-", ms=3, color=colors[model], label=model)
+    ax.set_xlabel("checkpoint step")
+    ax.set_ylabel("memorized sequences (% of those seen)")
+    ax.set_title("Memorization over training")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_canaries(canaries: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Mean canary score at each model's final checkpoint against copies in the corpus (log x)
+    (`canary_memorization` schema)."""
+    plt = _pyplot()
+    final = canaries[canaries["step"] == canaries.groupby("model")["step"].transform("max")]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    colors = size_colors(final)
+    for model in colors:
+        g = final[final["model"] == model].groupby("repeats")["score"].mean()
+        ax.plot(g.index, g.values, "o-", color=colors[model], label=model)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("copies of the canary in the corpus")
+    ax.set_ylabel("mean score (fraction of 32 tokens reproduced)")
+    ax.set_title("Planted canaries at the final checkpoint")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

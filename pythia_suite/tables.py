@@ -35,6 +35,51 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "grad_norm": "float64",  # global gradient norm before clipping
         "fingerprint": "string",  # batch_fingerprint of the step's batch
     },
+    # memorization (analyses/memorization.py): prompt 32 tokens, greedy continuation of 32
+    "memorization": {  # one row per model x step x seen
+        "seen": "bool",  # whether the checkpoint had trained on these sequences (False: control)
+        "n_sequences": "int64",
+        "n_memorized": "int64",  # sequences whose 32 greedy tokens all match
+        "memorized_frac": "float64",
+        "mean_score": "float64",  # mean fraction of the 32 positions matched
+    },
+    "memorization_histogram": {  # one row per model x step x seen x matched
+        "seen": "bool",
+        "matched": "int64",  # 0..32 positions matched
+        "n_sequences": "int64",
+    },
+    "memorization_sequences": {  # one row per model x step x sequence
+        "sequence": "int64",  # global index in the training order
+        "seen": "bool",
+        "matched": "int64",
+        "score": "float64",  # matched / 32
+        "prefix_match": "int64",  # length of the exact matching prefix of the greedy continuation
+    },
+    "memorization_order_test": {  # one row per model (its last step): Poisson KS test of bin counts
+        "bin_size": "int64",
+        "n_bins": "int64",
+        "mean_per_bin": "float64",
+        "ks_statistic": "float64",
+        "ks_pvalue": "float64",
+    },
+    "memorization_predictability": {  # target = (model, step); one row per predictor checkpoint
+        "predictor_model": "string",
+        "predictor_step": "int64",
+        "n_sequences": "int64",  # sequences every compared checkpoint has seen
+        "tp": "int64",
+        "fp": "int64",
+        "fn": "int64",
+        "tn": "int64",
+        "precision": "float64",
+        "recall": "float64",
+    },
+    "canary_memorization": {  # micro-Pile canaries, one row per model x step x canary
+        "canary": "int64",
+        "repeats": "int64",  # copies of the canary in the corpus
+        "matched": "int64",
+        "score": "float64",
+        "prefix_match": "int64",
+    },
 }
 
 META_KEY = b"pythia_suite"

@@ -189,10 +189,22 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     tokenizer = meta.get("tokenizer")
     if tokenizer and not Path(tokenizer).is_absolute():
         tokenizer = os.path.relpath(Path(data).parent.resolve() / tokenizer, out.resolve())
-    write = lambda: write_manifest(_manifest(s, out, runs, data_info, tokenizer, order), out / MANIFEST)  # noqa: E731
+    earlier = _earlier_models(out / MANIFEST, data_info, s.sizes)
+    write = lambda: write_manifest(_manifest(s, out, runs, data_info, tokenizer, earlier), out / MANIFEST)  # noqa: E731
     for run in runs:
-        train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write)
+        train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write, data_sha=meta.get("bin_sha256"))
     return write()
+
+
+def _earlier_models(manifest: Path, data_info: dict, sizes: list[str]) -> list[dict]:
+    """Models an earlier `train` into the same folder added to its manifest: they stay in it, as
+    long as they were trained on the same data."""
+    if not manifest.is_file():
+        return []
+    old = json.loads(manifest.read_text())
+    if (old.get("data") or {}).get("bin_sha256") != data_info["bin_sha256"]:
+        raise UserError(f"{manifest.parent} holds a suite trained on other data; use another --out")
+    return [m for m in old.get("models", []) if m["name"] not in sizes]
 
 
 def _pad_vocab(vocab: int, multiple: int = 128) -> int:
@@ -201,7 +213,7 @@ def _pad_vocab(vocab: int, multiple: int = 128) -> int:
 
 
 def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
-                s: TrainSettings, progress: bool, on_checkpoint) -> None:
+                s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None) -> None:
     from tqdm.auto import tqdm
 
     # cuBLAS refuses deterministic mode without a fixed workspace; harmless on other devices.
@@ -214,7 +226,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     opt = _optimizer(model, s, run.peak_lr)
     log_path = model_dir / "train_log.parquet"
     state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
-                  "pythia_suite_version": __version__}
+                  "data_sha256": data_sha, "pythia_suite_version": __version__}
     _check_settings(model_dir, schedule, state_meta)
 
     start = _resume_point(model_dir, schedule)
@@ -286,7 +298,7 @@ def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
     if step is None:
         return
     old = json.loads((model_dir / f"step{step}" / STATE_JSON).read_text())
-    keys = ("settings", "total_steps")
+    keys = ("settings", "total_steps", "data_sha256")
     if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys):
         raise UserError(
             f"{model_dir} holds a run with other settings; use another --out, or delete the folder to start over"
@@ -306,7 +318,7 @@ def _write_log(rows: list[dict], path: Path, run: _Run, params: int, s: TrainSet
     write_table(df, path, "train_log", config=asdict(s), seeds={"init": s.seed, "data": s.data_seed})
 
 
-def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, tokenizer, order) -> dict:
+def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, tokenizer, earlier: list[dict]) -> dict:
     return {
         "schema": SCHEMA,
         "suite": s.suite or out.resolve().name,
@@ -323,7 +335,7 @@ def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, to
                 "checkpoints": sorted(r.checkpoints, key=lambda c: c["step"]),
             }
             for r in runs
-        ],
+        ] + earlier,
     }
 
 

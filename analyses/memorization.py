@@ -1,0 +1,430 @@
+"""Memorization across checkpoints and scale (Biderman et al. 2023, section 4).
+
+    pythia-suite memorization --manifest suite/checkpoints_manifest.json --data data/corpus \\
+        --sample 4096 --seed 0 --out results/memorization.parquet --per-sequence results/per_sequence.parquet
+
+For training sequences (a range, a seeded sample, or all) and every model x checkpoint of a suite:
+prompt = the first 32 tokens, greedy continuation of 32, `matched` = positions equal to the truth
+(`pythia_suite.continuation`). Per-sequence results go to a zarr group beside the summary
+(``SUMMARY.zarr``: arrays ``matched`` and ``prefix``, uint8, shape (model, step, sequence),
+chunked along sequences; ``done`` flags per chunk). A rerun computes only the chunks not done, so
+a killed run loses only the chunks in flight, and disjoint chunks can be filled by several workers.
+
+A sequence counts as training data for checkpoint ``stepN`` only if ``stepN`` has seen it
+(sequence < N * batch_size); the others are reported apart (``seen = False``) as a control.
+
+The two findings: `poisson_test` (is the count of memorized sequences per bin of 512 in training
+order Poisson, i.e. does position in the order not matter?) and `predictability` (does an earlier
+checkpoint or a smaller model predict memorization at the final checkpoint?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pythia_suite.checkpoints import Suite
+from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
+from pythia_suite.data import TrainingOrder
+from pythia_suite.errors import UserError
+
+CHUNK = 1024  # sequences per zarr chunk (and per unit of resumable work)
+BIN_SIZE = 512  # Pythia's bins of training order
+NOT_DONE = 255  # fill value of `matched`: a uint8 no score can take
+
+
+# ---- which sequences ---------------------------------------------------------------------------
+
+
+def choose_sequences(n_trained: int, sequences: str | None = None, sample: int | None = None,
+                     seed: int = 0) -> np.ndarray:
+    """Global training-order indices: a "START:END" range, a seeded sample (sorted), or all."""
+    if sequences is not None and sample is not None:
+        raise UserError("give --sequences START:END or --sample N, not both")
+    if sample is not None:
+        if not 0 < sample <= n_trained:
+            raise UserError(f"--sample {sample} out of range: the data has {n_trained} trained sequences")
+        return np.sort(np.random.Generator(np.random.PCG64(seed)).choice(n_trained, sample, replace=False))
+    if sequences is not None:
+        try:
+            start, end = (int(x) if x else None for x in sequences.split(":"))
+        except ValueError:
+            raise UserError(f"--sequences must be START:END (e.g. 0:4096), got {sequences!r}") from None
+        start, end = start or 0, n_trained if end is None else end
+        if not 0 <= start < end <= n_trained:
+            raise UserError(f"--sequences {sequences} out of range: trained sequences are 0..{n_trained - 1}")
+        return np.arange(start, end, dtype=np.int64)
+    return np.arange(n_trained, dtype=np.int64)
+
+
+# ---- the per-sequence store --------------------------------------------------------------------
+
+
+@dataclass
+class Store:
+    """The zarr group of per-sequence results: (model, step, sequence) arrays plus done flags."""
+
+    group: object
+    models: list[str]
+    steps: list[int]
+    sequences: np.ndarray
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, models: list[str], steps: list[int], sequences: np.ndarray,
+             identity: dict) -> "Store":
+        import zarr
+
+        path = Path(path)
+        shape = (len(models), len(steps), len(sequences))
+        attrs = {"models": models, "steps": steps, "identity": identity,
+                 "prompt_len": PROMPT_LEN, "continuation_len": CONTINUATION_LEN}
+        if path.exists():
+            try:
+                group = zarr.open_group(path, mode="r+")
+                same = (group.attrs.get("models") == models and group.attrs.get("steps") == steps
+                        and group.attrs.get("identity") == identity
+                        and np.array_equal(group["sequence"][:], sequences))
+            except Exception:  # not a zarr group, or a damaged one
+                same = False
+            if not same:
+                raise UserError(f"{path} holds results of another run (other models, steps, sequences or data); "
+                                "use another --out or delete it")
+            return cls(group, models, steps, sequences)
+        group = zarr.open_group(path, mode="w")
+        group.attrs.update(attrs)
+        chunk = min(CHUNK, max(1, len(sequences)))
+        for name in ("matched", "prefix"):
+            group.create_array(name, shape=shape, chunks=(1, 1, chunk), dtype="uint8", fill_value=NOT_DONE,
+                               dimension_names=["model", "step", "sequence"])
+        n_chunks = -(-len(sequences) // chunk)
+        group.create_array("done", shape=(len(models), len(steps), n_chunks), chunks=(1, len(steps), n_chunks),
+                           dtype="bool", fill_value=False)
+        group.create_array("sequence", shape=(len(sequences),), chunks=(max(1, len(sequences)),), dtype="int64")
+        group["sequence"][:] = sequences
+        return cls(group, models, steps, sequences)
+
+    @property
+    def chunk(self) -> int:
+        return self.group["matched"].chunks[2]
+
+    def chunk_slices(self) -> list[slice]:
+        c = self.chunk
+        return [slice(a, min(a + c, len(self.sequences))) for a in range(0, len(self.sequences), c)]
+
+    def write(self, mi: int, si: int, ci: int, matched: np.ndarray, prefix: np.ndarray) -> None:
+        sl = self.chunk_slices()[ci]
+        self.group["matched"][mi, si, sl] = matched
+        self.group["prefix"][mi, si, sl] = prefix
+        self.group["done"][mi, si, ci] = True  # last: a chunk counts only once its data is written
+
+
+# ---- running over a suite ----------------------------------------------------------------------
+
+
+def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: str | os.PathLike,
+        models: list[str] | None = None, steps: list[int] | None = None, device: str = "cpu",
+        batch_size: int | None = None, progress: bool = True) -> Store:
+    """Fill the store for models x steps x sequences, computing only chunks not yet done."""
+    import torch
+    from tqdm.auto import tqdm
+
+    models = models or suite.models()
+    for m in models:
+        suite.model_info(m)
+    all_steps = sorted({s for m in models for s in suite.steps(m)})
+    steps = sorted(set(steps)) if steps else all_steps
+    for s in steps:
+        if not any(s in suite.steps(m) for m in models):
+            suite.resolve(models[0], s)  # raises with the nearest steps
+    if order.seq_len + 1 < PROMPT_LEN + CONTINUATION_LEN:
+        raise UserError(f"sequences of {order.seq_len + 1} tokens are shorter than prompt {PROMPT_LEN} + "
+                        f"continuation {CONTINUATION_LEN}")
+    identity = {"suite": suite.name, "data": str(order.dataset.prefix.name), "batch_size": order.batch_size,
+                "data_seed": order.seed}
+    store = Store.open(store_path, models, steps, sequences, identity)
+    done = store.group["done"][:]
+    todo = [(mi, si) for mi, m in enumerate(models) for si, s in enumerate(steps)
+            if s in suite.steps(m) and not done[mi, si].all()]
+    dtype = torch.bfloat16 if device.startswith("cuda") else None
+    bar = tqdm(total=sum(int((~done[mi, si]).sum()) for mi, si in todo), desc="memorization", unit="chunk",
+               disable=not progress, leave=False)
+    for mi, si in todo:
+        net = suite.load_model(models[mi], steps[si], dtype=dtype).to(device)
+        for ci, sl in enumerate(store.chunk_slices()):
+            if done[mi, si, ci]:
+                continue
+            with torch.inference_mode():
+                scores = score_sequences(net, order.sequences(sequences[sl]), batch_size=batch_size)
+            store.write(mi, si, ci, scores.matched, scores.prefix)
+            bar.update(1)
+    bar.close()
+    return store
+
+
+def per_sequence(store: Store, suite: Suite, order: TrainingOrder) -> pd.DataFrame:
+    """Tidy per-sequence table of every finished chunk: keys, sequence, seen, matched, score, prefix_match."""
+    matched = store.group["matched"][:]
+    prefix = store.group["prefix"][:]
+    frames = []
+    for mi, model in enumerate(store.models):
+        for si, step in enumerate(store.steps):
+            ok = matched[mi, si] != NOT_DONE
+            if not ok.any():
+                continue
+            seq = store.sequences[ok]
+            frames.append(pd.DataFrame({
+                "suite": suite.name, "model": model, "params": suite.params(model), "step": step,
+                "tokens_seen": suite.tokens_seen(model, step), "sequence": seq,
+                "seen": seq < order.sequences_seen(step) if step <= order.num_steps else True,
+                "matched": matched[mi, si, ok].astype(np.int64),
+                "score": matched[mi, si, ok] / CONTINUATION_LEN,
+                "prefix_match": prefix[mi, si, ok].astype(np.int64),
+            }))
+    if not frames:
+        raise UserError("no finished results to summarise")
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarize(per_seq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary per model x step x seen, score histogram per model x step x seen)."""
+    keys = ["suite", "model", "params", "step", "tokens_seen", "seen"]
+    summary = per_seq.groupby(keys, as_index=False).agg(
+        n_sequences=("matched", "size"), n_memorized=("matched", lambda x: int((x == CONTINUATION_LEN).sum())),
+        mean_score=("score", "mean"))
+    summary["memorized_frac"] = summary["n_memorized"] / summary["n_sequences"]
+    hist = per_seq.groupby(keys + ["matched"], as_index=False).size().rename(columns={"size": "n_sequences"})
+    return summary, hist
+
+
+# ---- the two findings --------------------------------------------------------------------------
+
+
+def poisson_test(counts: np.ndarray) -> dict:
+    """KS test of per-bin counts against a Poisson of the same mean, with Q-Q data.
+
+    The Poisson CDF is a step function, so the KS p-value is conservative (it rejects less
+    often than its level) — a rejection is strong evidence that position in the order matters.
+    """
+    from scipy import stats
+
+    counts = np.asarray(counts)
+    mean = float(counts.mean()) if len(counts) else 0.0
+    if len(counts) < 2 or mean == 0:
+        return {"n_bins": len(counts), "mean": mean, "ks_statistic": np.nan, "ks_pvalue": np.nan, "qq": pd.DataFrame(
+            {"quantile": [], "observed": [], "poisson": []})}
+    ks = stats.kstest(counts, stats.poisson(mean).cdf)
+    q = (np.arange(1, len(counts) + 1) - 0.5) / len(counts)
+    qq = pd.DataFrame({"quantile": q, "observed": np.sort(counts), "poisson": stats.poisson(mean).ppf(q)})
+    return {"n_bins": len(counts), "mean": mean, "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
+            "qq": qq}
+
+
+def training_order_test(per_seq: pd.DataFrame, bin_size: int = BIN_SIZE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per model, at its last evaluated step: memorized counts per bin of `bin_size` sequences in
+    training order (seen sequences only) against a Poisson. Returns (tests, Q-Q points)."""
+    rows, qqs = [], []
+    for model, g in per_seq[per_seq["seen"]].groupby("model"):
+        last = g[g["step"] == g["step"].max()]
+        bins = (last["sequence"] // bin_size).to_numpy()
+        counts = np.bincount(bins, weights=(last["matched"] == CONTINUATION_LEN).to_numpy(),
+                             minlength=bins.max() + 1)[np.unique(bins)]
+        res = poisson_test(counts)
+        key = {c: last[c].iloc[0] for c in ("suite", "model", "params", "step", "tokens_seen")}
+        rows.append({**key, "bin_size": bin_size, "n_bins": res["n_bins"], "mean_per_bin": res["mean"],
+                     "ks_statistic": res["ks_statistic"], "ks_pvalue": res["ks_pvalue"]})
+        qqs.append(res["qq"].assign(**key))
+    return pd.DataFrame(rows), pd.concat(qqs, ignore_index=True) if qqs else pd.DataFrame()
+
+
+def predictability(per_seq: pd.DataFrame, target: tuple[str, int], predictors: list[tuple[str, int]]) -> pd.DataFrame:
+    """Memorized at each predictor checkpoint as a prediction of memorized at `target`, over the
+    sequences every compared checkpoint has seen: precision, recall and the confusion counts."""
+    mem = per_seq.assign(memorized=per_seq["matched"] == CONTINUATION_LEN)
+    checkpoints = [target, *predictors]
+    common = None
+    for model, step in checkpoints:
+        s = set(mem.loc[(mem["model"] == model) & (mem["step"] == step) & mem["seen"], "sequence"])
+        common = s if common is None else common & s
+    common = np.array(sorted(common or []))
+    def flags(model, step):
+        g = mem[(mem["model"] == model) & (mem["step"] == step)].set_index("sequence")
+        return g.loc[common, "memorized"].to_numpy() if len(common) else np.zeros(0, bool)
+
+    actual = flags(*target)
+    t_row = mem[(mem["model"] == target[0]) & (mem["step"] == target[1])].iloc[0]
+    rows = []
+    for model, step in predictors:
+        pred = flags(model, step)
+        tp, fp = int((pred & actual).sum()), int((pred & ~actual).sum())
+        fn, tn = int((~pred & actual).sum()), int((~pred & ~actual).sum())
+        rows.append({"suite": t_row["suite"], "model": target[0], "params": t_row["params"], "step": target[1],
+                     "tokens_seen": t_row["tokens_seen"], "predictor_model": model, "predictor_step": step,
+                     "n_sequences": len(common), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+                     "precision": tp / (tp + fp) if tp + fp else np.nan,
+                     "recall": tp / (tp + fn) if tp + fn else np.nan})
+    return pd.DataFrame(rows)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def store_path_for(out: str | os.PathLike) -> Path:
+    """The zarr group beside the summary: results/memorization.parquet -> results/memorization.zarr."""
+    return Path(out).with_suffix(".zarr")
+
+
+def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str | os.PathLike,
+            per_sequence_out: str | os.PathLike | None = None, models: list[str] | None = None,
+            steps: list[int] | None = None, device: str = "cpu", batch_size: int | None = None,
+            progress: bool = True, config: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or resume) the study and write its tables; returns them by schema name."""
+    from pythia_suite.tables import write_table
+
+    store = run(suite, order, sequences, store_path_for(out), models, steps, device, batch_size, progress)
+    per_seq = per_sequence(store, suite, order)
+    summary, hist = summarize(per_seq)
+    order_test, qq = training_order_test(per_seq)
+    tables = {"memorization": summary, "memorization_histogram": hist, "memorization_order_test": order_test,
+              "memorization_qq": qq}
+    out = Path(out)
+    write_table(summary, out, "memorization", config=config)
+    write_table(hist, out.with_name(out.stem + "_histogram.parquet"), "memorization_histogram", config=config)
+    if len(order_test):
+        write_table(order_test, out.with_name(out.stem + "_order_test.parquet"), "memorization_order_test",
+                    config=config)
+    if per_sequence_out is not None:
+        write_table(per_seq.drop(columns=[]), per_sequence_out, "memorization_sequences", config=config)
+    tables["memorization_sequences"] = per_seq
+    return tables
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pythia_suite.cli import Parser
+
+    p = Parser(prog="pythia-suite memorization", description=__doc__.split("\n\n")[0],
+               epilog="example:\n  pythia-suite memorization --manifest suite/checkpoints_manifest.json "
+                      "--data data/corpus --sample 4096 --out results/memorization.parquet",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
+    p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
+    p.add_argument("--models", nargs="+", help="models to evaluate (default: all)")
+    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--sequences", help="START:END range of training-order sequence indices")
+    g.add_argument("--sample", type=int, help="a seeded random sample of N trained sequences")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--batch-size", type=int, default=1024, help="the suite's training batch size, to map steps "
+                   "to sequences seen (default: the manifest's, else 1024)")
+    p.add_argument("--eval-batch", type=int, help="sequences per forward pass (default: 256 on CPU, fill memory on GPU)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="summary table (.parquet); per-sequence zarr goes to OUT.zarr")
+    p.add_argument("--per-sequence", help="also write the tidy per-sequence table here (.parquet)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for path in (args.out, args.per_sequence):
+        if path is not None and Path(path).suffix != ".parquet":
+            raise UserError(f"{path}: tables are written as .parquet files")
+    suite = Suite.load(args.manifest)
+    batch = (suite.manifest.get("data") or {}).get("batch_size") or args.batch_size
+    data_seed = (suite.manifest.get("data") or {}).get("data_seed")
+    order = TrainingOrder(args.data, batch_size=batch, seed=data_seed)
+    sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, args.seed)
+    config = {k: v for k, v in vars(args).items()}
+    tables = analyse(suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
+                     args.eval_batch, not args.quiet, config)
+    summary = tables["memorization"]
+    seen = summary[summary["seen"]]
+    print(f"wrote {args.out} ({len(summary)} rows) and {store_path_for(args.out)}")
+    for r in seen.sort_values(["params", "step"]).groupby("model").tail(1).itertuples():
+        print(f"  {r.model} step {r.step}: {r.n_memorized}/{r.n_sequences} memorized ({r.memorized_frac:.2%}), "
+              f"mean score {r.mean_score:.3f}")
+    return 0
+
+
+# ---- demo step (micro-Pile) --------------------------------------------------------------------
+
+
+def canary_scores(suite: Suite, truth: dict, tokenizer_path: str | os.PathLike) -> pd.DataFrame:
+    """Score every planted canary (prompt = its first 32 tokens) at every checkpoint of every model."""
+    from pythia_suite.continuation import score_sequences
+    from pythia_suite.data.build import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_path)
+    ids = [tok.encode(c["text"], add_special_tokens=False).ids[: PROMPT_LEN + CONTINUATION_LEN]
+           for c in truth["canaries"]]
+    tokens = np.array(ids, dtype=np.int64)
+    frames = []
+    for model in suite.models():
+        for step in suite.steps(model):
+            s = score_sequences(suite.load_model(model, step), tokens)
+            frames.append(pd.DataFrame({
+                "suite": suite.name, "model": model, "params": suite.params(model), "step": step,
+                "tokens_seen": suite.tokens_seen(model, step), "canary": [c["id"] for c in truth["canaries"]],
+                "repeats": [c["repeats"] for c in truth["canaries"]], "matched": s.matched.astype(np.int64),
+                "score": s.score, "prefix_match": s.prefix.astype(np.int64)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _shape(pivot: pd.DataFrame) -> str:
+    """An honest one-line reading of the canary table (rows: copies, columns: models by size)."""
+    from scipy import stats
+
+    if not (pivot.to_numpy() > 0).any():
+        return "no canary continuation token was reproduced by any model (too little training to memorize)."
+    copies = stats.spearmanr(np.repeat(pivot.index, pivot.shape[1]), pivot.to_numpy().ravel()).statistic
+    top = pivot.iloc[-1]
+    return (f"Spearman correlation of score with copies {copies:+.2f} (all sizes pooled); at {pivot.index[-1]} "
+            f"copies the score {'rises' if top.iloc[-1] > top.iloc[0] else 'does not rise'} from the smallest "
+            f"({top.iloc[0]:.2f}) to the largest model ({top.iloc[-1]:.2f}).")
+
+
+def demo_step(ctx):
+    """Memorization on the demo suite: a sample of training sequences at every checkpoint, and the
+    planted canaries by repeat count and size."""
+    from pythia_suite.demo import Section
+    from pythia_suite.plots import plot_canaries, plot_memorized_over_training
+    from pythia_suite.tables import write_table
+
+    suite = Suite.load(ctx.manifest)
+    order = TrainingOrder(ctx.data, batch_size=ctx.preset.batch_size)
+    n = order.num_steps * order.batch_size
+    sequences = choose_sequences(n, sample=min(n, ctx.preset.memorization_sample), seed=0)
+    tables = analyse(suite, order, sequences, ctx.table("memorization"), ctx.table("memorization_sequences"),
+                     device=ctx.preset.device, progress=ctx.progress, config={"sample": len(sequences), "seed": 0})
+    canaries = canary_scores(suite, ctx.ground_truth(), ctx.data.with_name(ctx.data.name + ".tokenizer.json"))
+    write_table(canaries, ctx.table("canary_memorization"), "canary_memorization")
+    summary = tables["memorization"]
+    figs = [plot_memorized_over_training(summary, ctx.figure("memorized_over_training")),
+            plot_canaries(canaries, ctx.figure("canary_memorization"))]
+    final = canaries[canaries["step"] == canaries.groupby("model")["step"].transform("max")]
+    pivot = final.pivot_table(index="repeats", columns="model", values="score", aggfunc="mean")
+    pivot = pivot[sorted(pivot.columns, key=suite.params)]
+    last = summary[summary["seen"]].sort_values("step").groupby("model").tail(1).sort_values("params")
+    lines = [f"{len(sequences):,} training sequences (a seeded sample) scored at every checkpoint: prompt "
+             f"{PROMPT_LEN} tokens, greedy continuation of {CONTINUATION_LEN}; memorized = all {CONTINUATION_LEN} match.",
+             "", "| model | final step | memorized | mean score |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.model} | {r.step} | {r.n_memorized} / {r.n_sequences} ({r.memorized_frac:.2%}) | {r.mean_score:.3f} |"
+              for r in last.itertuples()]
+    lines += ["", "Planted canaries at the final checkpoint: mean score (fraction of the 32 continuation tokens "
+              "reproduced) by number of copies in the corpus:", "",
+              "| copies | " + " | ".join(pivot.columns) + " |", "|---:|" + "---:|" * len(pivot.columns)]
+    lines += [f"| {rep} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for rep, row in pivot.iterrows()]
+    lines += ["", "Expected shape: more copies and larger models memorize more. Found: " + _shape(pivot)]
+    order_test = tables["memorization_order_test"]
+    for r in order_test.itertuples():
+        verdict = ("no memorized sequences to test" if not np.isfinite(r.ks_pvalue) else
+                   f"KS {r.ks_statistic:.3f}, p = {r.ks_pvalue:.3f}")
+        lines.append(f"- training order vs Poisson ({r.model}, bins of {r.bin_size}): {verdict}")
+    return Section("Memorization", lines, figs,
+                   [ctx.table(n) for n in ("memorization", "memorization_sequences", "canary_memorization")])
