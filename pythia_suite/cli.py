@@ -269,18 +269,11 @@ def add_demo(subparsers) -> None:
 
 
 def add_analyses(subparsers) -> None:
+    """Listed in `--help`; `main` hands their arguments to the analysis' own parser."""
     from .registry import available
 
     for a in available():
-        p = subparsers.add_parser(a.name, help=a.help, add_help=False)
-        p.add_argument("argv", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda args, a=a: _run_analysis(a, args.argv))
-
-
-def _run_analysis(analysis, argv: list[str]) -> int:
-    from .registry import resolve
-
-    return resolve(analysis.main)(argv) or 0
+        subparsers.add_parser(a.name, help=a.help, add_help=False)
 
 
 # ---- entry point ------------------------------------------------------------------------------
@@ -301,8 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from .registry import ANALYSES, available, resolve
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in ANALYSES and ANALYSES[argv[0]] in available():
+            return resolve(ANALYSES[argv[0]].main)(argv[1:]) or 0
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
