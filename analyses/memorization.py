@@ -209,8 +209,11 @@ def summarize(per_seq: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def poisson_test(counts: np.ndarray) -> dict:
     """KS test of per-bin counts against a Poisson of the same mean, with Q-Q data.
 
-    The Poisson CDF is a step function, so the KS p-value is conservative (it rejects less
-    often than its level) — a rejection is strong evidence that position in the order matters.
+    The statistic is sup_x |ECDF(x) - F(x)| over the integers, where both step functions jump
+    (`scipy.stats.kstest` assumes a continuous F and, with tied counts, compares F(x) with the
+    ECDF just below x: it rejects Poisson data outright). Its p-value from the continuous
+    Kolmogorov distribution is conservative for a step-function F (it rejects less often than
+    its level) — a rejection is strong evidence that position in the order matters.
     """
     from scipy import stats
 
@@ -219,11 +222,13 @@ def poisson_test(counts: np.ndarray) -> dict:
     if len(counts) < 2 or mean == 0:
         return {"n_bins": len(counts), "mean": mean, "ks_statistic": np.nan, "ks_pvalue": np.nan, "qq": pd.DataFrame(
             {"quantile": [], "observed": [], "poisson": []})}
-    ks = stats.kstest(counts, stats.poisson(mean).cdf)
+    x = np.arange(int(counts.max()) + 1)
+    ecdf = np.searchsorted(np.sort(counts), x, side="right") / len(counts)
+    statistic = float(np.abs(ecdf - stats.poisson(mean).cdf(x)).max())
+    pvalue = float(stats.kstwo.sf(statistic, len(counts)))
     q = (np.arange(1, len(counts) + 1) - 0.5) / len(counts)
     qq = pd.DataFrame({"quantile": q, "observed": np.sort(counts), "poisson": stats.poisson(mean).ppf(q)})
-    return {"n_bins": len(counts), "mean": mean, "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue),
-            "qq": qq}
+    return {"n_bins": len(counts), "mean": mean, "ks_statistic": statistic, "ks_pvalue": pvalue, "qq": qq}
 
 
 def training_order_test(per_seq: pd.DataFrame, bin_size: int = BIN_SIZE) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -272,6 +277,21 @@ def predictability(per_seq: pd.DataFrame, target: tuple[str, int], predictors: l
     return pd.DataFrame(rows)
 
 
+def predictability_table(per_seq: pd.DataFrame) -> pd.DataFrame:
+    """Pythia's two predictors for each model's last evaluated step: every earlier checkpoint of
+    the same model, and the same step of every smaller model."""
+    frames = []
+    params = per_seq.drop_duplicates("model").set_index("model")["params"]
+    steps = per_seq.groupby("model")["step"].unique()
+    for model in params.sort_values().index:
+        final = int(max(steps[model]))
+        predictors = [(model, int(s)) for s in sorted(steps[model]) if s < final]
+        predictors += [(m, final) for m in params.index if params[m] < params[model] and final in steps[m]]
+        if predictors:
+            frames.append(predictability(per_seq, (model, final), predictors))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 # ---- command line ------------------------------------------------------------------------------
 
 
@@ -291,16 +311,20 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
     per_seq = per_sequence(store, suite, order)
     summary, hist = summarize(per_seq)
     order_test, qq = training_order_test(per_seq)
+    predict = predictability_table(per_seq)
     tables = {"memorization": summary, "memorization_histogram": hist, "memorization_order_test": order_test,
-              "memorization_qq": qq}
+              "memorization_qq": qq, "memorization_predictability": predict}
     out = Path(out)
     write_table(summary, out, "memorization", config=config)
     write_table(hist, out.with_name(out.stem + "_histogram.parquet"), "memorization_histogram", config=config)
     if len(order_test):
         write_table(order_test, out.with_name(out.stem + "_order_test.parquet"), "memorization_order_test",
                     config=config)
+    if len(predict):
+        write_table(predict, out.with_name(out.stem + "_predictability.parquet"), "memorization_predictability",
+                    config=config)
     if per_sequence_out is not None:
-        write_table(per_seq.drop(columns=[]), per_sequence_out, "memorization_sequences", config=config)
+        write_table(per_seq, per_sequence_out, "memorization_sequences", config=config)
     tables["memorization_sequences"] = per_seq
     return tables
 
@@ -399,9 +423,10 @@ def demo_step(ctx):
     suite = Suite.load(ctx.manifest)
     order = TrainingOrder(ctx.data, batch_size=ctx.preset.batch_size)
     n = order.num_steps * order.batch_size
-    sequences = choose_sequences(n, sample=min(n, ctx.preset.memorization_sample), seed=0)
+    # the first sequences of the order, so bins of 512 are full for the order test
+    sequences = choose_sequences(n, sequences=f"0:{min(n, ctx.preset.memorization_sample)}")
     tables = analyse(suite, order, sequences, ctx.table("memorization"), ctx.table("memorization_sequences"),
-                     device=ctx.preset.device, progress=ctx.progress, config={"sample": len(sequences), "seed": 0})
+                     device=ctx.preset.device, progress=ctx.progress, config={"sequences": f"0:{len(sequences)}"})
     canaries = canary_scores(suite, ctx.ground_truth(), ctx.data.with_name(ctx.data.name + ".tokenizer.json"))
     write_table(canaries, ctx.table("canary_memorization"), "canary_memorization")
     summary = tables["memorization"]
@@ -411,7 +436,7 @@ def demo_step(ctx):
     pivot = final.pivot_table(index="repeats", columns="model", values="score", aggfunc="mean")
     pivot = pivot[sorted(pivot.columns, key=suite.params)]
     last = summary[summary["seen"]].sort_values("step").groupby("model").tail(1).sort_values("params")
-    lines = [f"{len(sequences):,} training sequences (a seeded sample) scored at every checkpoint: prompt "
+    lines = [f"{len(sequences):,} training sequences (the first of the order) scored at every checkpoint: prompt "
              f"{PROMPT_LEN} tokens, greedy continuation of {CONTINUATION_LEN}; memorized = all {CONTINUATION_LEN} match.",
              "", "| model | final step | memorized | mean score |", "|---|---:|---:|---:|"]
     lines += [f"| {r.model} | {r.step} | {r.n_memorized} / {r.n_sequences} ({r.memorized_frac:.2%}) | {r.mean_score:.3f} |"
@@ -422,9 +447,18 @@ def demo_step(ctx):
     lines += [f"| {rep} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for rep, row in pivot.iterrows()]
     lines += ["", "Expected shape: more copies and larger models memorize more. Found: " + _shape(pivot)]
     order_test = tables["memorization_order_test"]
-    for r in order_test.itertuples():
-        verdict = ("no memorized sequences to test" if not np.isfinite(r.ks_pvalue) else
+    lines.append("")
+    for r in order_test.sort_values("params").itertuples():
+        verdict = (f"only {r.n_bins} bin: too few sequences to test" if r.n_bins < 2 else
+                   "no memorized sequences to test" if r.mean_per_bin == 0 else
                    f"KS {r.ks_statistic:.3f}, p = {r.ks_pvalue:.3f}")
         lines.append(f"- training order vs Poisson ({r.model}, bins of {r.bin_size}): {verdict}")
-    return Section("Memorization", lines, figs,
-                   [ctx.table(n) for n in ("memorization", "memorization_sequences", "canary_memorization")])
+    predict = tables["memorization_predictability"]
+    informative = predict[predict["tp"] + predict["fn"] > 0] if len(predict) else predict
+    for r in informative.itertuples():
+        lines.append(f"- memorized at {r.predictor_model} step {r.predictor_step} as a predictor of {r.model} step "
+                     f"{r.step}: precision {r.precision:.2f}, recall {r.recall:.2f} ({r.n_sequences} sequences)")
+    if not len(informative):
+        lines.append("- predictability: no sequence memorized at a final checkpoint, nothing to predict")
+    names = ["memorization", "memorization_sequences", "memorization_predictability", "canary_memorization"]
+    return Section("Memorization", lines, figs, [t for t in map(ctx.table, names) if t.exists()])

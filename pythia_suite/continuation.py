@@ -6,12 +6,21 @@ decoding of m tokens, ``matched`` = positions where the greedy token equals the 
 exact matching prefix of the greedy continuation.
 
 Why it is fast without changing the answer: while the greedy tokens equal the true ones, the
-greedy context *is* the true sequence, so one teacher-forced pass over ``tokens[:k+m-1]`` gives
+greedy context *is* the true sequence, so a teacher-forced pass over ``tokens[:k+m-1]`` gives
 every greedy token up to and including the first mismatch, for every sequence at once. That pass
-alone settles ``prefix`` and the memorized flag. Only sequences that mismatch before the last
-position need decoding, and only after their first mismatch: sorted by first mismatch, the rows
-still decoding at step t are a prefix of the batch, so each step is one batched forward of one
-token over a slice of the teacher-forced KV cache (which stays valid up to each row's mismatch).
+alone settles ``prefix`` and the memorized flag. It runs in stages (ending at continuation
+positions `STAGES`, then m), and rows that have mismatched leave after each stage: their
+positions after the mismatch are decoded anyway, so computing them with the true context would
+be wasted work (most sequences of a trained model mismatch early). Only sequences that mismatch
+before the last position need decoding, and only after their first mismatch: sorted by first
+mismatch, the rows still decoding at step t are a prefix of the batch, so each step is one
+batched forward of one token over a slice of the teacher-forced KV cache (which stays valid up to
+each row's mismatch).
+
+So the model computes every position of every sequence once, as plain greedy decoding does, plus,
+for a row that mismatches, the positions from its mismatch to the end of that stage; the gain is
+running most positions as a few large batched passes instead of one-token steps (on a CPU, where
+both are bound by the same matrix products, that is worth about 1.1-1.6x: benchmarks/memorization.py).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from .model import GPTNeoX, KVCache
 
 PROMPT_LEN = 32
 CONTINUATION_LEN = 32
+STAGES = (1, 4, 16)  # continuation positions where the teacher-forced pass drops rows that mismatched
 
 
 @dataclass
@@ -47,40 +57,74 @@ class Scores:
 
 
 @torch.inference_mode()
+def teacher_forced(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN
+                   ) -> tuple[torch.Tensor, torch.Tensor, KVCache, torch.Tensor]:
+    """The first phase of `score_batch`: the staged pass over the true tokens[:, :k+m-1].
+
+    Returns greedy (N, m), right up to and including each row's first mismatch; prefix (N,), that
+    first mismatch or m; the KV cache, valid up to each row's first mismatch, whose row i holds
+    sequence rows[i]; and rows (N,). Rows that left at an earlier stage sit nearer the front.
+    """
+    N = tokens.size(0)
+    truth = tokens[:, k : k + m]
+    cache = KVCache(model.config, N, k + m - 1)
+    greedy = torch.empty_like(truth)
+    prefix = torch.full((N,), m, dtype=torch.long, device=tokens.device)
+    rows = torch.arange(N, device=tokens.device)
+    first, lo = 0, 0  # cache rows [first, N) still match at every position < lo
+    for hi in (*(s for s in STAGES if s < m), m):
+        seq, active = rows[first:], N - first
+        start = k + lo - 1 if lo else 0  # the first position of this stage: greedy lo is read there
+        view = cache.narrow(active, start, first) if lo else cache
+        logits, _ = model(tokens[seq, start : k + hi - 1], view, logits_to_keep=hi - lo)  # (active, hi-lo, vocab)
+        g = logits.argmax(-1)  # greedy tokens lo..hi-1, the context being true so far
+        greedy[seq, lo:hi] = g
+        miss = g != truth[seq, lo:hi]
+        left = miss.any(1)
+        prefix[seq[left]] = lo + miss[left].int().argmax(1)
+        n_left = int(left.sum())
+        if 0 < n_left < active and hi < m:
+            # the rows that left go to the front of the block: swap those behind with the staying ones before
+            stay_in_front = first + torch.nonzero(~left[:n_left]).squeeze(1)
+            left_behind = first + n_left + torch.nonzero(left[n_left:]).squeeze(1)
+            index = torch.arange(N, device=tokens.device)
+            index[stay_in_front], index[left_behind] = left_behind, stay_in_front
+            cache.reorder(index)
+            rows = rows[index]
+        first, lo = first + n_left, hi
+        if first == N:
+            break
+    return greedy, prefix, cache, rows
+
+
+@torch.inference_mode()
 def score_batch(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN
                 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Greedy-continuation scores of one batch: tokens (N, >= k+m) on the model's device.
 
     Returns matched (N,), prefix (N,) as int64 tensors, and the number of decode steps run.
     """
-    N = tokens.size(0)
-    truth = tokens[:, k : k + m]  # (N, m)
-    cache = KVCache(model.config, N, k + m - 1)
-    logits, _ = model(tokens[:, : k + m - 1], cache)  # (N, k+m-1, vocab)
-    greedy = logits[:, k - 1 :].argmax(-1)  # (N, m): the greedy tokens while the context is true
-    del logits
-    match = greedy == truth
-    prefix = torch.where(match.all(1), m, (~match).int().argmax(1))  # first mismatch, or m
+    greedy, prefix, cache, rows = teacher_forced(model, tokens, k, m)
     # Rows mismatching before the last position need decoding from their first mismatch on.
-    order = torch.argsort(prefix, stable=True)
-    p_sorted = prefix[order]
+    order = torch.argsort(prefix[rows], stable=True)  # cache rows by first mismatch (few move: see above)
+    seq = rows[order]
+    p_sorted = prefix[seq]
     need = int((p_sorted < m - 1).sum())
     steps = 0
     if need:
-        g = greedy[order]  # (N, m), sorted by first mismatch
+        g = greedy[seq]  # (N, m), sorted by first mismatch
         cache.reorder(order)
         p_first = int(p_sorted[0])
         counts = torch.searchsorted(p_sorted[:need].contiguous(), torch.arange(m, device=tokens.device), right=False)
         for t in range(p_first + 1, m):
-            rows = int(counts[t])  # rows with prefix < t: their context diverged before position k+t
-            view = cache.narrow(rows, k + t - 1)
+            n_rows = int(counts[t])  # rows with prefix < t: their context diverged before position k+t
+            view = cache.narrow(n_rows, k + t - 1)
             # position k+t-1 of an active row holds its greedy token t-1 (its own mismatch, or decoded)
-            step_logits, _ = model(g[:rows, t - 1 : t], view)  # (rows, 1, vocab)
-            g[:rows, t] = step_logits[:, -1].argmax(-1)
+            step_logits, _ = model(g[:n_rows, t - 1 : t], view)  # (n_rows, 1, vocab)
+            g[:n_rows, t] = step_logits[:, -1].argmax(-1)
             steps += 1
-        greedy = torch.empty_like(g)
-        greedy[order] = g
-    matched = (greedy == truth).sum(1)
+        greedy[seq] = g
+    matched = (greedy == tokens[:, k : k + m]).sum(1)
     return matched, prefix, steps
 
 

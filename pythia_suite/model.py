@@ -161,17 +161,23 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]  # (B, n_head, end, head_dim)
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Permute the sequences of the batch (row i becomes old row index[i])."""
-        self.k, self.v = self.k[:, index], self.v[:, index]  # (n_layer, B, n_head, max_len, head_dim)
+        """Permute the first len(index) sequences of the batch (row i becomes old row index[i]);
+        only rows that move are copied."""
+        moved = torch.nonzero(index != torch.arange(len(index), device=index.device)).squeeze(1)
+        if len(moved):
+            self.k[:, moved] = self.k[:, index[moved]]  # (n_layer, moved, n_head, max_len, head_dim)
+            self.v[:, moved] = self.v[:, index[moved]]
 
-    def narrow(self, rows: int, pos: int) -> KVCache:
-        """A cache over the first `rows` sequences that continues at position `pos`, sharing this
+    def narrow(self, rows: int, pos: int, first: int = 0) -> KVCache:
+        """A cache over `rows` sequences from `first` on that continues at position `pos`, sharing this
         cache's memory: decoding a subset of a batch without copying its keys and values."""
-        if self.k is None or not 0 <= pos <= self.shape[3] or not 0 < rows <= self.shape[1]:
-            raise ValueError(f"cannot narrow a cache of shape {self.shape} at pos {self.pos} to {rows} rows, pos {pos}")
+        if self.k is None or not 0 <= pos <= self.shape[3] or not (0 < rows and 0 <= first <= self.shape[1] - rows):
+            raise ValueError(f"cannot narrow a cache of shape {self.shape} at pos {self.pos} to rows "
+                             f"{first}..{first + rows - 1}, pos {pos}")
         view = KVCache.__new__(KVCache)
         view.shape = (self.shape[0], rows, *self.shape[2:])
-        view.k, view.v, view.pos = self.k[:, :rows], self.v[:, :rows], pos  # (n_layer, rows, n_head, max_len, head_dim)
+        view.k, view.v = self.k[:, first : first + rows], self.v[:, first : first + rows]  # (n_layer, rows, ...)
+        view.pos = pos
         return view
 
 
@@ -277,12 +283,14 @@ class GPTNeoX(nn.Module):
                 nn.init.normal_(p, std=small)
 
     def forward(
-        self, input_ids: torch.Tensor, past_key_values: KVCache | None = None, use_cache: bool = False
+        self, input_ids: torch.Tensor, past_key_values: KVCache | None = None, use_cache: bool = False,
+        logits_to_keep: int = 0,
     ) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
         """Logits (B, T, vocab) for token ids (B, T).
 
         With a cache (passed in, or made for max_position_embeddings positions when use_cache=True),
-        input_ids continue the cached sequence and the result is (logits, cache).
+        input_ids continue the cached sequence and the result is (logits, cache). With
+        `logits_to_keep` n > 0 (transformers' name), logits of the last n positions only: (B, n, vocab).
         """
         B, T = input_ids.shape
         cache = past_key_values
@@ -299,7 +307,9 @@ class GPTNeoX(nn.Module):
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         for block in self.gpt_neox.layers:
             x = block(x, cos, sin, cache)
-        logits = self.embed_out(self.gpt_neox.final_layer_norm(x))  # (B, T, vocab)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]  # (B, n, C): the output head is a large share of the work
+        logits = self.embed_out(self.gpt_neox.final_layer_norm(x))  # (B, T or n, vocab)
         if cache is None:
             return logits
         cache.pos += T

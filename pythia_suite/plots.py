@@ -26,6 +26,15 @@ def size_colors(df: pd.DataFrame) -> dict[str, tuple]:
     return {m: cmap(0.15 + 0.7 * i / max(1, len(models) - 1)) for i, m in enumerate(models)}
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def _save(fig, path: str | os.PathLike) -> Path:
     from .fileio import atomic_outputs
 
@@ -47,11 +56,7 @@ def plot_loss_curves(log: pd.DataFrame, path: str | os.PathLike, smooth: int = 2
         g = log[log["model"] == model].sort_values("step")
         loss = g["loss"].rolling(smooth, min_periods=1).mean()
         ax.plot(g["tokens_seen"], loss, color=colors[model], label=f"{model} ({g['params'].iloc[0]:,})")
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel(f"training loss (nats/token, mean of {smooth} steps)")
-    ax.set_title("Loss over training")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "tokens seen", f"training loss (nats/token, mean of {smooth} steps)", "Loss over training")
     return _save(fig, path)
 
 
@@ -63,10 +68,7 @@ def plot_final_loss(final: pd.DataFrame, path: str | os.PathLike) -> Path:
     for _, r in final.iterrows():
         ax.annotate(r["model"], (r["params"], r["loss"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("final training loss")
-    ax.set_title("Loss against scale")
-    ax.grid(alpha=0.3)
+    _finish(ax, "parameters", "final training loss", "Loss against scale", legend=False)
     return _save(fig, path)
 
 
@@ -80,11 +82,7 @@ def plot_memorized_over_training(summary: pd.DataFrame, path: str | os.PathLike)
     for model in colors:
         g = seen[seen["model"] == model].sort_values("step")
         ax.plot(g["step"], 100 * g["memorized_frac"], "o-", ms=3, color=colors[model], label=model)
-    ax.set_xlabel("checkpoint step")
-    ax.set_ylabel("memorized sequences (% of those seen)")
-    ax.set_title("Memorization over training")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "checkpoint step", "memorized sequences (% of those seen)", "Memorization over training")
     return _save(fig, path)
 
 
@@ -99,9 +97,6 @@ def plot_canaries(canaries: pd.DataFrame, path: str | os.PathLike) -> Path:
         g = final[final["model"] == model].groupby("repeats")["score"].mean()
         ax.plot(g.index, g.values, "o-", color=colors[model], label=model)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("copies of the canary in the corpus")
-    ax.set_ylabel("mean score (fraction of 32 tokens reproduced)")
-    ax.set_title("Planted canaries at the final checkpoint")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _finish(ax, "copies of the canary in the corpus", "mean score (fraction of 32 tokens reproduced)",
+            "Planted canaries at the final checkpoint")
     return _save(fig, path)

@@ -41,6 +41,21 @@ def test_demo_writes_report_tables_figures(demo):
     assert read_table_meta(out / "tables" / "train_log.parquet")["schema"] == "train_log"
 
 
+def test_demo_includes_memorization(demo):
+    out, report = demo
+    text = report.read_text()
+    assert "## Memorization" in text
+    tables = out / "tables"
+    summary = pd.read_parquet(tables / "memorization.parquet")
+    assert list(summary.columns[:5]) == ["suite", "model", "params", "step", "tokens_seen"]
+    assert read_table_meta(tables / "memorization.parquet")["schema"] == "memorization"
+    assert sorted(summary["model"].unique()) == sorted(["micro-50k", "micro-200k", "micro-500k", "micro-1m"])
+    assert (summary.groupby(["model", "step"])["n_sequences"].sum() == 256).all()  # the tiny preset's sample
+    assert (tables / "memorization.zarr").is_dir()
+    canaries = pd.read_parquet(tables / "canary_memorization.parquet")
+    assert {"canary", "repeats", "matched", "score", "prefix_match"} <= set(canaries.columns)
+
+
 def test_demo_rerun_skips_finished_work(demo, capsys):
     out, report = demo
     weights = out / "suite" / "micro-50k" / "step48" / "model.safetensors"
