@@ -65,29 +65,7 @@ def weight_hashes(suite_dir: Path, model: str) -> dict[int, str]:
     }
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    """`pythia-suite argv...` in-process: (exit status, stdout, stderr)."""
-    from pythia_suite.cli import main
-
-    capsys.readouterr()
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse usage errors
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_error_line(err: str) -> str:
-    """stderr is exactly one line `error: ...` with no traceback; returns that line."""
-    assert "Traceback" not in err, err
-    lines = err.splitlines()
-    assert len(lines) == 1, f"expected one error line, got {err!r}"
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    """Relative path -> contents of every file under root."""
-    root = Path(root)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+# The CLI helpers are shared with the data tests (conftest.py).
+from conftest import assert_one_error_line as one_error_line  # noqa: E402,F401
+from conftest import listing as files_under  # noqa: E402,F401
+from conftest import run_cli  # noqa: E402,F401
