@@ -154,7 +154,7 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
             if s in suite.steps(m) and not done[mi, si].all()]
     dtype = torch.bfloat16 if device.startswith("cuda") else None
     bar = tqdm(total=sum(int((~done[mi, si]).sum()) for mi, si in todo), desc="memorization", unit="chunk",
-               disable=not progress, leave=False)
+               disable=None if progress else True, leave=False)
     for mi, si in todo:
         net = suite.load_model(models[mi], steps[si], dtype=dtype).to(device)
         for ci, sl in enumerate(store.chunk_slices()):

@@ -248,7 +248,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     params = total_params(run.config)
     last_good = max(c["step"] for c in run.checkpoints)
     model.train()
-    bar = tqdm(range(start, total), desc=run.name, unit="step", disable=not progress, leave=False,
+    bar = tqdm(range(start, total), desc=run.name, unit="step", disable=None if progress else True, leave=False,
                initial=start, total=total)
     micro = s.micro_batch or s.batch_size
     for step in bar:
