@@ -172,3 +172,17 @@ def flip_byte(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def random_model(config, seed: int = 0):
+    """A GPTNeoX whose every parameter is random (biases and LayerNorms included, unlike at init)."""
+    import torch
+
+    from pythia_suite.model import GPTNeoX
+
+    torch.manual_seed(seed)
+    model = GPTNeoX(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(1.0 if "norm" in name and name.endswith("weight") else 0.0, 0.2)
+    return model

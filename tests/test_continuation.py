@@ -24,6 +24,7 @@ import torch
 
 from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, Scores, score_batch, score_sequences
 from pythia_suite.model import GPTNeoX, GPTNeoXConfig, KVCache
+from conftest import random_model
 
 K, M = PROMPT_LEN, CONTINUATION_LEN
 VOCAB = 97
@@ -41,15 +42,6 @@ def tiny_config(**overrides) -> GPTNeoXConfig:
     fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=128, max_position_embeddings=64, eos_token_id=None)
     return GPTNeoXConfig(**(fields | overrides))
-
-
-def random_model(config: GPTNeoXConfig, seed: int = 0) -> GPTNeoX:
-    torch.manual_seed(seed)
-    model = GPTNeoX(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(1.0 if "norm" in name and name.endswith("weight") else 0.0, 0.2)
-    return model
 
 
 @pytest.fixture(scope="module")

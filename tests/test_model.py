@@ -24,6 +24,7 @@ from pythia_suite.sizes import (
     non_embedding_params,
     total_params,
 )
+from conftest import random_model
 
 VOCAB = 97
 TOL = 1e-4
@@ -43,16 +44,6 @@ def tiny_config(**overrides) -> GPTNeoXConfig:
     fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=128, max_position_embeddings=64)
     return GPTNeoXConfig(**(fields | overrides))
-
-
-def random_model(config: GPTNeoXConfig, seed: int = 0) -> GPTNeoX:
-    """A model whose every parameter is random (biases and LayerNorms included, unlike at init)."""
-    torch.manual_seed(seed)
-    model = GPTNeoX(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(1.0 if "norm" in name and name.endswith("weight") else 0.0, 0.2)
-    return model
 
 
 def tokens(batch: int, length: int, seed: int = 1) -> torch.Tensor:
