@@ -160,8 +160,7 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
         for ci, sl in enumerate(store.chunk_slices()):
             if done[mi, si, ci]:
                 continue
-            with torch.inference_mode():
-                scores = score_sequences(net, order.sequences(sequences[sl]), batch_size=batch_size)
+            scores = score_sequences(net, order.sequences(sequences[sl]), batch_size=batch_size)
             store.write(mi, si, ci, scores.matched, scores.prefix)
             bar.update(1)
     bar.close()
@@ -364,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     data_seed = (suite.manifest.get("data") or {}).get("data_seed")
     order = TrainingOrder(args.data, batch_size=batch, seed=data_seed)
     sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, args.seed)
-    config = {k: v for k, v in vars(args).items()}
+    config = dict(vars(args))
     tables = analyse(suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
                      args.eval_batch, not args.quiet, config)
     summary = tables["memorization"]

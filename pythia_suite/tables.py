@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +92,7 @@ def columns(schema: str) -> dict[str, str]:
     return {**KEYS, **SCHEMAS[schema]}
 
 
+@lru_cache(maxsize=1)  # one subprocess per process, not one per table written
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
