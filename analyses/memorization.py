@@ -5,7 +5,9 @@
 
 For training sequences (a range, a seeded sample, or all) and every model x checkpoint of a suite:
 prompt = the first 32 tokens, greedy continuation of 32, `matched` = positions equal to the truth
-(`pythia_suite.continuation`). Per-sequence results go to a zarr group beside the summary
+(`pythia_suite.continuation`). As in Pythia's script (``generate(..., min_length=64)``), the
+end-of-text token is never generated; ``--allow-eos`` scores plain argmax instead. The choice is
+recorded in the tables' metadata and the zarr attributes, and a store refuses the other one. Per-sequence results go to a zarr group beside the summary
 (``SUMMARY.zarr``: arrays ``matched`` and ``prefix``, uint8, shape (model, step, sequence),
 chunked along sequences; ``done`` flags per chunk). A rerun computes only the chunks not done, so
 a killed run loses only the chunks in flight, and disjoint chunks can be filled by several workers.
@@ -78,12 +80,12 @@ class Store:
 
     @classmethod
     def open(cls, path: str | os.PathLike, models: list[str], steps: list[int], sequences: np.ndarray,
-             identity: dict) -> "Store":
+             identity: dict, allow_eos: bool = False) -> "Store":
         import zarr
 
         path = Path(path)
         shape = (len(models), len(steps), len(sequences))
-        attrs = {"models": models, "steps": steps, "identity": identity,
+        attrs = {"models": models, "steps": steps, "identity": identity, "allow_eos": allow_eos,
                  "prompt_len": PROMPT_LEN, "continuation_len": CONTINUATION_LEN}
         if path.exists():
             try:
@@ -91,8 +93,12 @@ class Store:
                 same = (group.attrs.get("models") == models and group.attrs.get("steps") == steps
                         and group.attrs.get("identity") == identity
                         and np.array_equal(group["sequence"][:], sequences))
+                stored_eos = group.attrs.get("allow_eos", False)  # stores written before the option: suppressed
             except Exception:  # not a zarr group, or a damaged one
-                same = False
+                same, stored_eos = False, allow_eos
+            if same and stored_eos != allow_eos:
+                made = "with --allow-eos (plain argmax)" if stored_eos else "without --allow-eos (end-of-text suppressed)"
+                raise UserError(f"{path} was scored {made}; rerun with the same choice, or use another --out")
             if not same:
                 raise UserError(f"{path} holds results of another run (other models, steps, sequences or data); "
                                 "use another --out or delete it")
@@ -104,7 +110,8 @@ class Store:
             group.create_array(name, shape=shape, chunks=(1, 1, chunk), dtype="uint8", fill_value=NOT_DONE,
                                dimension_names=["model", "step", "sequence"])
         n_chunks = -(-len(sequences) // chunk)
-        group.create_array("done", shape=(len(models), len(steps), n_chunks), chunks=(1, len(steps), n_chunks),
+        # One zarr chunk per flag: workers finishing different chunks never rewrite each other's flags.
+        group.create_array("done", shape=(len(models), len(steps), n_chunks), chunks=(1, 1, 1),
                            dtype="bool", fill_value=False)
         group.create_array("sequence", shape=(len(sequences),), chunks=(max(1, len(sequences)),), dtype="int64")
         group["sequence"][:] = sequences
@@ -130,10 +137,14 @@ class Store:
 
 def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: str | os.PathLike,
         models: list[str] | None = None, steps: list[int] | None = None, device: str = "cpu",
-        batch_size: int | None = None, progress: bool = True) -> Store:
+        batch_size: int | None = None, progress: bool = True, allow_eos: bool = False) -> Store:
     """Fill the store for models x steps x sequences, computing only chunks not yet done."""
     import torch
     from tqdm.auto import tqdm
+
+    from pythia_suite.devices import resolve_device
+
+    device = str(resolve_device(device))
 
     models = models or suite.models()
     for m in models:
@@ -148,7 +159,7 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
                         f"continuation {CONTINUATION_LEN}")
     identity = {"suite": suite.name, "data": str(order.dataset.prefix.name), "batch_size": order.batch_size,
                 "data_seed": order.seed}
-    store = Store.open(store_path, models, steps, sequences, identity)
+    store = Store.open(store_path, models, steps, sequences, identity, allow_eos)
     done = store.group["done"][:]
     todo = [(mi, si) for mi, m in enumerate(models) for si, s in enumerate(steps)
             if s in suite.steps(m) and not done[mi, si].all()]
@@ -160,7 +171,7 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
         for ci, sl in enumerate(store.chunk_slices()):
             if done[mi, si, ci]:
                 continue
-            scores = score_sequences(net, order.sequences(sequences[sl]), batch_size=batch_size)
+            scores = score_sequences(net, order.sequences(sequences[sl]), batch_size=batch_size, allow_eos=allow_eos)
             store.write(mi, si, ci, scores.matched, scores.prefix)
             bar.update(1)
     bar.close()
@@ -299,31 +310,49 @@ def store_path_for(out: str | os.PathLike) -> Path:
     return Path(out).with_suffix(".zarr")
 
 
+def table_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """The summary tables written beside OUT.parquet, by schema name."""
+    out = Path(out)
+    return {"memorization": out, **{f"memorization_{t}": out.with_name(f"{out.stem}_{t}.parquet")
+                                    for t in ("histogram", "order_test", "predictability")}}
+
+
 def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str | os.PathLike,
             per_sequence_out: str | os.PathLike | None = None, models: list[str] | None = None,
             steps: list[int] | None = None, device: str = "cpu", batch_size: int | None = None,
-            progress: bool = True, config: dict | None = None) -> dict[str, pd.DataFrame]:
-    """Run (or resume) the study and write its tables; returns them by schema name."""
+            progress: bool = True, config: dict | None = None, seeds: dict | None = None,
+            allow_eos: bool = False) -> dict[str, pd.DataFrame]:
+    """Run (or resume) the study and write its tables; returns them by schema name.
+
+    The tables' metadata records `config` with the settings that decided the numbers (batch size
+    and data seed of the order, end-of-text handling) and `seeds`."""
     from pythia_suite.tables import write_table
 
-    store = run(suite, order, sequences, store_path_for(out), models, steps, device, batch_size, progress)
+    out = Path(out)
+    outputs = {p.resolve() for p in table_paths(out).values()}
+    if per_sequence_out is not None and Path(per_sequence_out).resolve() in outputs:
+        raise UserError(f"--per-sequence {per_sequence_out} would overwrite one of the summary tables "
+                        f"({', '.join(p.name for p in table_paths(out).values())}); choose another file")
+    config = {**(config or {}), "batch_size": order.batch_size, "data_seed": order.seed, "allow_eos": allow_eos,
+              "prompt_len": PROMPT_LEN, "continuation_len": CONTINUATION_LEN}
+    seeds = {"data": order.seed, **(seeds or {})}
+    store = run(suite, order, sequences, store_path_for(out), models, steps, device, batch_size, progress, allow_eos)
     per_seq = per_sequence(store, suite, order)
     summary, hist = summarize(per_seq)
     order_test, qq = training_order_test(per_seq)
     predict = predictability_table(per_seq)
     tables = {"memorization": summary, "memorization_histogram": hist, "memorization_order_test": order_test,
               "memorization_qq": qq, "memorization_predictability": predict}
-    out = Path(out)
-    write_table(summary, out, "memorization", config=config)
-    write_table(hist, out.with_name(out.stem + "_histogram.parquet"), "memorization_histogram", config=config)
+    paths = table_paths(out)
+    write_table(summary, paths["memorization"], "memorization", config=config, seeds=seeds)
+    write_table(hist, paths["memorization_histogram"], "memorization_histogram", config=config, seeds=seeds)
     if len(order_test):
-        write_table(order_test, out.with_name(out.stem + "_order_test.parquet"), "memorization_order_test",
-                    config=config)
+        write_table(order_test, paths["memorization_order_test"], "memorization_order_test", config=config, seeds=seeds)
     if len(predict):
-        write_table(predict, out.with_name(out.stem + "_predictability.parquet"), "memorization_predictability",
-                    config=config)
+        write_table(predict, paths["memorization_predictability"], "memorization_predictability", config=config,
+                    seeds=seeds)
     if per_sequence_out is not None:
-        write_table(per_seq, per_sequence_out, "memorization_sequences", config=config)
+        write_table(per_seq, per_sequence_out, "memorization_sequences", config=config, seeds=seeds)
     tables["memorization_sequences"] = per_seq
     return tables
 
@@ -342,14 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sequences", help="START:END range of training-order sequence indices")
     g.add_argument("--sample", type=int, help="a seeded random sample of N trained sequences")
-    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    p.add_argument("--batch-size", type=int, default=1024, help="the suite's training batch size, to map steps "
-                   "to sequences seen (default: the manifest's, else 1024)")
+    p.add_argument("--seed", type=int, help="seed of --sample (default 0); only with --sample")
+    p.add_argument("--batch-size", type=int, help="the suite's training batch size, to map steps to sequences "
+                   "seen; only for a manifest that does not record it (it must agree if both do)")
+    p.add_argument("--allow-eos", action="store_true",
+                   help="greedy argmax over the whole vocabulary; by default the end-of-text token is never "
+                        "generated, as in Pythia's generate(..., min_length=64)")
     p.add_argument("--eval-batch", type=int, help="sequences per forward pass (default: 256 on CPU, fill memory on GPU)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--out", required=True, help="summary table (.parquet); per-sequence zarr goes to OUT.zarr")
     p.add_argument("--per-sequence", help="also write the tidy per-sequence table here (.parquet)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -358,14 +390,29 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.out, args.per_sequence):
         if path is not None and Path(path).suffix != ".parquet":
             raise UserError(f"{path}: tables are written as .parquet files")
+    if args.seed is not None and args.sample is None:
+        raise UserError("--seed only seeds --sample N; without --sample it would be ignored")
+    from pythia_suite.devices import resolve_device
+
+    resolve_device(args.device)  # before anything is written
     suite = Suite.load(args.manifest)
-    batch = (suite.manifest.get("data") or {}).get("batch_size") or args.batch_size
-    data_seed = (suite.manifest.get("data") or {}).get("data_seed")
-    order = TrainingOrder(args.data, batch_size=batch, seed=data_seed)
-    sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, args.seed)
-    config = dict(vars(args))
+    data = suite.manifest.get("data") or {}
+    batch = data.get("batch_size")
+    if batch is None:
+        if args.batch_size is None:
+            raise UserError(f"{suite.source} does not record the training batch size; pass --batch-size")
+        batch = args.batch_size
+    elif args.batch_size is not None and args.batch_size != batch:
+        raise UserError(f"--batch-size {args.batch_size} disagrees with the batch size {batch} the suite was "
+                        "trained with (its manifest); leave --batch-size out")
+    suite.check_data(args.data)
+    order = TrainingOrder(args.data, batch_size=batch, seed=data.get("data_seed"))
+    seed = 0 if args.seed is None else args.seed
+    sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, seed)
+    config = {"manifest": args.manifest, "data": args.data, "models": args.models, "steps": args.steps,
+              "sequences": args.sequences, "sample": args.sample, "device": args.device}
     tables = analyse(suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
-                     args.eval_batch, not args.quiet, config)
+                     args.eval_batch, not args.quiet, config, {"sample": seed} if args.sample else {}, args.allow_eos)
     summary = tables["memorization"]
     seen = summary[summary["seen"]]
     print(f"wrote {args.out} ({len(summary)} rows) and {store_path_for(args.out)}")

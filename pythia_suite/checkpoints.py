@@ -275,9 +275,41 @@ class Suite:
         names = [model] if model is not None else self.models()
         return [self.resolve(m, index=i) for m in names for i in range(len(self.steps(m)))]
 
-    def load_model(self, model: str, step: int, *, nearest: bool = False, dtype=None):
+    def check_data(self, prefix: str | os.PathLike) -> None:
+        """Refuse a dataset this suite was not trained on.
+
+        Compares the items' length with the manifest's ``data.seq_len``, the sha256 of the ``.idx``
+        (recomputed) and of the ``.bin`` (the data sidecar's record, whose ``.idx`` hash must also
+        match; without a sidecar the ``.bin`` is hashed) with the manifest's. Fields the manifest
+        leaves null (the real Pythia index) are not checked.
+        """
+        from .data.indexed import IndexedDataset
+        from .data.sidecar import read_sidecar
+
+        info = self.manifest.get("data") or {}
+        ds = IndexedDataset(prefix)
+        where = f"{ds.prefix} is not the data of suite {self.name!r}"
+        hint = f"pass the data it was trained on ({info.get('prefix')})"
+        seq_len = int(ds.sizes[0]) - 1 if len(ds) else None
+        if info.get("seq_len") is not None and seq_len != info["seq_len"]:
+            raise UserError(f"{where}: its items hold {seq_len}+1 tokens, the suite's seq_len is {info['seq_len']}; {hint}")
+        meta = read_sidecar(prefix) or {}
+        for key, path in (("idx_sha256", ds.idx_path), ("bin_sha256", ds.bin_path)):
+            want = info.get(key)
+            if want is None:
+                continue
+            have = meta.get(key) if key == "bin_sha256" and meta.get("idx_sha256") == info.get("idx_sha256") else None
+            have = have or sha256_file(path)
+            if have != want:
+                raise UserError(f"{where}: {path.name} sha256 {have[:12]}... differs from the manifest's {want[:12]}...; {hint}")
+
+    def load_model(self, model: str, step: int, *, nearest: bool = False, dtype=None, verify: bool = True):
         """The GPTNeoX at (model, step): from its local folder, or from the hub (needs
-        huggingface_hub and a network)."""
+        huggingface_hub and a network).
+
+        A local checkpoint's weights are checked against the manifest's sha256 first (`verify=False`
+        skips that for speed), and weights holding NaN or inf are refused.
+        """
         from .model import GPTNeoX
 
         ck = self.resolve(model, step, nearest=nearest)
@@ -287,10 +319,27 @@ class Suite:
             if not ck.path.is_dir():
                 raise UserError(f"checkpoint folder missing: {ck.path} ({model} step {ck.step})")
             folder = ck.path
+            if verify and ck.sha256 is not None:
+                check_weights_sha256(ck)
         net = GPTNeoX.from_pretrained(folder)
+        bad = [name for name, p in net.state_dict().items() if not bool(p.isfinite().all())]
+        if bad:
+            raise UserError(f"{model} step {ck.step} ({folder}): weights hold NaN or inf ({', '.join(bad[:3])}"
+                            f"{', ...' if len(bad) > 3 else ''}); this checkpoint is unusable")
         if dtype is not None:
             net = net.to(dtype)
         return net
+
+
+def check_weights_sha256(ck: Checkpoint) -> None:
+    """Refuse a local checkpoint whose weights file does not hash to the manifest's sha256."""
+    weights = ck.path / WEIGHTS
+    if not weights.is_file():
+        raise UserError(f"{ck.model} step {ck.step}: {weights} is missing")
+    actual = sha256_file(weights)
+    if actual != ck.sha256:
+        raise UserError(f"{ck.model} step {ck.step}: {weights} has sha256 {actual[:12]}..., the manifest records "
+                        f"{ck.sha256[:12]}...; the file is damaged or was replaced (see `pythia-suite checkpoints verify`)")
 
 
 def download_checkpoint(ck: Checkpoint) -> Path:

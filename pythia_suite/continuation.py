@@ -5,6 +5,14 @@ decoding of m tokens, ``matched`` = positions where the greedy token equals the 
 ``score = matched / m``; memorized means score 1. Also reported: ``prefix``, the length of the
 exact matching prefix of the greedy continuation.
 
+End-of-text. Pythia's script decodes with transformers' ``generate(context, max_length=64,
+min_length=64)``: ``min_length`` makes the generator mask the end-of-text token (the model's
+``eos_token_id``, 0 for Pythia) at every one of the 32 positions, so the greedy token is the argmax
+over the other tokens, and a continuation that crosses a document boundary can never be matched
+in full. That is the default here (``suppress`` = the end-of-text id), so scores match Pythia's
+published numbers; ``suppress=None`` is plain argmax over the whole vocabulary (what ``generate``
+without ``min_length`` picks, except that it would then stop at the end-of-text token).
+
 Why it is fast without changing the answer: while the greedy tokens equal the true ones, the
 greedy context *is* the true sequence, so a teacher-forced pass over ``tokens[:k+m-1]`` gives
 every greedy token up to and including the first mismatch, for every sequence at once. That pass
@@ -56,9 +64,21 @@ class Scores:
         return self.prefix == self.continuation_len
 
 
+def end_of_text_id(model: GPTNeoX, allow_eos: bool = False) -> int | None:
+    """The token Pythia's ``min_length`` decoding never generates (the model's eos id), or None."""
+    return None if allow_eos else model.config.eos_token_id
+
+
+def _greedy(logits: torch.Tensor, suppress: int | None) -> torch.Tensor:
+    """argmax over the vocabulary, with token `suppress` masked as transformers' min_length does."""
+    if suppress is not None:
+        logits[..., suppress] = -float("inf")
+    return logits.argmax(-1)
+
+
 @torch.inference_mode()
-def teacher_forced(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN
-                   ) -> tuple[torch.Tensor, torch.Tensor, KVCache, torch.Tensor]:
+def teacher_forced(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN,
+                   suppress: int | None = None) -> tuple[torch.Tensor, torch.Tensor, KVCache, torch.Tensor]:
     """The first phase of `score_batch`: the staged pass over the true tokens[:, :k+m-1].
 
     Returns greedy (N, m), right up to and including each row's first mismatch; prefix (N,), that
@@ -77,7 +97,7 @@ def teacher_forced(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m:
         start = k + lo - 1 if lo else 0  # the first position of this stage: greedy lo is read there
         view = cache.narrow(active, start, first) if lo else cache
         logits, _ = model(tokens[seq, start : k + hi - 1], view, logits_to_keep=hi - lo)  # (active, hi-lo, vocab)
-        g = logits.argmax(-1)  # greedy tokens lo..hi-1, the context being true so far
+        g = _greedy(logits, suppress)  # greedy tokens lo..hi-1, the context being true so far
         greedy[seq, lo:hi] = g
         miss = g != truth[seq, lo:hi]
         left = miss.any(1)
@@ -98,13 +118,14 @@ def teacher_forced(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m:
 
 
 @torch.inference_mode()
-def score_batch(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN
-                ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Greedy-continuation scores of one batch: tokens (N, >= k+m) on the model's device.
+def score_batch(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN,
+                suppress: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Greedy-continuation scores of one batch: tokens (N, >= k+m) on the model's device; token
+    `suppress` (if any) is never generated.
 
     Returns matched (N,), prefix (N,) as int64 tensors, and the number of decode steps run.
     """
-    greedy, prefix, cache, rows = teacher_forced(model, tokens, k, m)
+    greedy, prefix, cache, rows = teacher_forced(model, tokens, k, m, suppress)
     # Rows mismatching before the last position need decoding from their first mismatch on.
     order = torch.argsort(prefix[rows], stable=True)  # cache rows by first mismatch (few move: see above)
     seq = rows[order]
@@ -121,7 +142,7 @@ def score_batch(model: GPTNeoX, tokens: torch.Tensor, k: int = PROMPT_LEN, m: in
             view = cache.narrow(n_rows, k + t - 1)
             # position k+t-1 of an active row holds its greedy token t-1 (its own mismatch, or decoded)
             step_logits, _ = model(g[:n_rows, t - 1 : t], view)  # (n_rows, 1, vocab)
-            g[:n_rows, t] = step_logits[:, -1].argmax(-1)
+            g[:n_rows, t] = _greedy(step_logits[:, -1], suppress)
             steps += 1
         greedy[seq] = g
     matched = (greedy == tokens[:, k : k + m]).sum(1)
@@ -141,8 +162,12 @@ def auto_batch_size(model: GPTNeoX, device: torch.device, k: int = PROMPT_LEN, m
 
 
 def score_sequences(model: GPTNeoX, tokens: np.ndarray, k: int = PROMPT_LEN, m: int = CONTINUATION_LEN,
-                    batch_size: int | None = None) -> Scores:
-    """Scores of every row of `tokens` (N, >= k+m), in batches, on the model's device."""
+                    batch_size: int | None = None, allow_eos: bool = False) -> Scores:
+    """Scores of every row of `tokens` (N, >= k+m), in batches, on the model's device.
+
+    By default the end-of-text token is never generated, as in Pythia's ``min_length`` decoding;
+    `allow_eos` takes the plain argmax instead.
+    """
     if tokens.ndim != 2 or tokens.shape[1] < k + m:
         raise ValueError(f"need sequences of at least {k + m} tokens (prompt {k} + continuation {m}); got {tokens.shape}")
     device = next(model.parameters()).device
@@ -152,7 +177,7 @@ def score_sequences(model: GPTNeoX, tokens: np.ndarray, k: int = PROMPT_LEN, m: 
     decode_rows = decode_steps = 0
     for a in range(0, len(tokens), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(tokens[a : a + batch_size, : k + m], dtype=np.int64)).to(device)
-        mt, pf, steps = score_batch(model, batch, k, m)
+        mt, pf, steps = score_batch(model, batch, k, m, end_of_text_id(model, allow_eos))
         matched[a : a + len(batch)] = mt.cpu().numpy()
         prefix[a : a + len(batch)] = pf.cpu().numpy()
         decode_rows += int((pf < m - 1).sum())

@@ -316,10 +316,11 @@ class GPTNeoX(nn.Module):
         return logits, cache
 
     @torch.inference_mode()
-    def greedy_generate(self, prompt: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    def greedy_generate(self, prompt: torch.Tensor, max_new_tokens: int, suppress: int | None = None) -> torch.Tensor:
         """The argmax continuation (B, max_new_tokens) of equal-length prompts (B, P).
 
-        Always emits max_new_tokens (no stop at EOS), as Pythia's memorization test needs.
+        Always emits max_new_tokens (no stop at EOS). Token `suppress` is never chosen, as
+        transformers' ``min_length`` masks the eos token (Pythia's memorization test: pass the eos id).
         """
         B, P = prompt.shape
         out = prompt.new_empty(B, max_new_tokens)
@@ -328,7 +329,10 @@ class GPTNeoX(nn.Module):
         cache = KVCache(self.config, B, P + max_new_tokens - 1)
         logits, _ = self(prompt, cache)
         for i in range(max_new_tokens):
-            out[:, i] = logits[:, -1].argmax(dim=-1)
+            last = logits[:, -1]
+            if suppress is not None:
+                last[:, suppress] = -float("inf")
+            out[:, i] = last.argmax(dim=-1)
             if i + 1 < max_new_tokens:
                 logits, _ = self(out[:, i : i + 1], cache)
         return out

@@ -58,15 +58,18 @@ def hf_twin(hf, ours: GPTNeoX):
     return theirs
 
 
-def hf_greedy(theirs, tokens: np.ndarray) -> np.ndarray:
-    """Pythia's way: generate 32 greedy tokens after the first 32 of each row; returns (N, 32).
+def hf_greedy(theirs, tokens: np.ndarray, allow_eos: bool = False) -> np.ndarray:
+    """Pythia's call: ``generate(context, max_length=64, min_length=64)``, greedy, with the model's
+    own eos id, so end-of-text is never generated; returns (N, 32). With `allow_eos`, plain greedy
+    over the whole vocabulary (no eos id, so generation never stops early either).
 
     The attention mask is passed explicitly: left to itself, generate infers one from pad_token_id
     and would mask every prompt token that happens to equal it."""
     prompt = torch.from_numpy(np.ascontiguousarray(tokens[:, :K], dtype=np.int64))
+    kw = dict(eos_token_id=None) if allow_eos else dict(min_length=K + M)
     with torch.no_grad():
         out = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                              max_new_tokens=M, min_new_tokens=M, eos_token_id=None, pad_token_id=0)
+                              max_length=K + M, pad_token_id=0, **kw)
     assert out.shape == (len(tokens), K + M)  # never stopped early
     return out[:, K:].numpy()
 
@@ -87,7 +90,7 @@ def mixed_batch(model: GPTNeoX, n: int, seed: int = 1) -> tuple[np.ndarray, np.n
     after the mismatch gets right); random."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, VOCAB, size=(n, K + M))
-    greedy = model.greedy_generate(torch.from_numpy(tokens[:, :K]), M).numpy()
+    greedy = model.greedy_generate(torch.from_numpy(tokens[:, :K]), M, model.config.eos_token_id).numpy()
     kinds = [(M, False), *((j, False) for j in PARTIAL), *((j, True) for j in ONE_OFF), (-1, False)]
     planted = np.array([kinds[i % len(kinds)][0] for i in range(n)])
     one_off = np.array([kinds[i % len(kinds)][1] for i in range(n)])
@@ -132,7 +135,7 @@ def test_uniform_batches_and_longer_rows(hf):
     theirs = hf_twin(hf, model)
     rng = np.random.default_rng(5)
     prompts = rng.integers(0, VOCAB, size=(20, K))
-    greedy = model.greedy_generate(torch.from_numpy(prompts), M).numpy()
+    greedy = model.greedy_generate(torch.from_numpy(prompts), M, model.config.eos_token_id).numpy()
 
     memorized = np.concatenate([prompts, greedy], axis=1)
     s = score_sequences(model, memorized.astype(np.uint16), batch_size=8)
@@ -171,7 +174,7 @@ def test_other_prompt_and_continuation_lengths(k, m):
     model = random_model(tiny_config())
     rng = np.random.default_rng(9)
     tokens = rng.integers(0, VOCAB, size=(24, k + m))
-    greedy = model.greedy_generate(torch.from_numpy(tokens[:, :k]), m).numpy()
+    greedy = model.greedy_generate(torch.from_numpy(tokens[:, :k]), m, model.config.eos_token_id).numpy()
     for i in range(24):
         j = i % (m + 1)  # every prefix length 0..m
         tokens[i, k : k + j] = greedy[i, :j]
@@ -268,3 +271,47 @@ def test_trained_model_memorizes_and_transformers_agrees(hf, tmp_path):
         s = score_sequences(net.eval(), tokens, batch_size=7)
         assert np.array_equal(s.matched, matched) and np.array_equal(s.prefix, prefix)
     assert not score_sequences(partly, train_rows).memorized.all()  # a partly trained model in between
+
+
+# ---- Pythia's exact call, on a model trained on packed documents -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def packed_suite(tmp_path_factory):
+    """micro-50k trained by the project's trainer on short documents packed into 64-token items,
+    so many continuations cross a document boundary and end-of-text is often the greedy token."""
+    import random
+
+    from pythia_suite.data import build
+    from pythia_suite.train import TrainSettings, train
+
+    folder = tmp_path_factory.mktemp("packed")
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    rng = random.Random(0)
+    docs = [" ".join(words[(k + j) % len(words)] for j in range(5)) for k in (rng.randrange(12) for _ in range(12000))]
+    (folder / "corpus.txt").write_text("\n\n".join(docs) + "\n")
+    prefix = build([folder / "corpus.txt"], folder / "data", seq_len=63, vocab_size=300, seed=1).prefix
+    settings = TrainSettings(sizes=["micro-50k"], steps=150, batch_size=8, checkpoint_every=150, lr=3e-3)
+    train(prefix, folder / "suite", settings, progress=False)
+    return prefix, folder / "suite" / "micro-50k" / "step150"
+
+
+def test_default_is_pythias_min_length_generate_on_packed_data(hf, packed_suite):
+    """`score_sequences` equals transformers' ``generate(context, max_length=64, min_length=64)``
+    (Pythia's script) by default, and plain greedy ``generate`` with `allow_eos`; on this model the
+    two choices really differ (end-of-text is the argmax inside many continuations)."""
+    from pythia_suite.data import TrainingOrder
+
+    prefix, folder = packed_suite
+    tokens = np.array(TrainingOrder(prefix, batch_size=8).batches(0, 31))  # 256 training items
+    ours = GPTNeoX.from_pretrained(folder).eval()
+    assert ours.config.eos_token_id == 0 and (tokens[:, K : K + M] == 0).any(1).mean() > 0.5
+    theirs = hf.GPTNeoXForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    pythia = reference_scores(hf_greedy(theirs, tokens), tokens)
+    plain = reference_scores(hf_greedy(theirs, tokens, allow_eos=True), tokens)
+    s = score_sequences(ours, tokens, batch_size=64)
+    assert np.array_equal(s.matched, pythia[0]) and np.array_equal(s.prefix, pythia[1])
+    e = score_sequences(ours, tokens, batch_size=64, allow_eos=True)
+    assert np.array_equal(e.matched, plain[0]) and np.array_equal(e.prefix, plain[1])
+    differ = (s.matched != e.matched).sum()
+    assert differ >= 20, differ  # the choice matters on packed data

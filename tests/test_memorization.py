@@ -382,10 +382,20 @@ def short_data(tmp_path_factory) -> Path:
     return build_data(tmp_path_factory.mktemp("short"))
 
 
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory) -> Path:
+    """Items of the suite's length, but another shuffle: not the data the suite was trained on."""
+    folder = tmp_path_factory.mktemp("other")
+    corpus = make_corpus(folder / "corpus.txt", n_docs=600)
+    return build([corpus], folder / "data" / "corpus", seq_len=63, vocab_size=300, seed=2).prefix
+
+
 @pytest.mark.parametrize("case", ["unknown-model", "unknown-step", "bad-sequences", "sequences-range", "both",
                                   "not-parquet", "per-sequence-not-parquet", "missing-manifest", "missing-data",
-                                  "short-data", "sample-too-large"])
-def test_cli_errors(case, manifest, prefix, short_data, tmp_path, capsys):
+                                  "short-data", "sample-too-large", "other-data", "seed-without-sample",
+                                  "batch-size-disagrees", "per-sequence-is-out", "per-sequence-is-histogram",
+                                  "device-unavailable", "device-unknown"])
+def test_cli_errors(case, manifest, prefix, short_data, other_data, tmp_path, capsys):
     out = tmp_path / "m.parquet"
     args = {"--manifest": manifest, "--data": prefix, "--sequences": "0:64", "--out": out}
     extra: list = []
@@ -399,8 +409,15 @@ def test_cli_errors(case, manifest, prefix, short_data, tmp_path, capsys):
         "per-sequence-not-parquet": r"ps\.csv: tables are written as \.parquet",
         "missing-manifest": "manifest not found",
         "missing-data": "nope",
-        "short-data": "shorter than prompt 32 \\+ continuation 32",
+        "short-data": "is not the data of suite 'suite': its items hold 16\\+1 tokens, the suite's seq_len is 63",
         "sample-too-large": "--sample 100000 out of range",
+        "other-data": r"is not the data of suite 'suite': corpus\.bin sha256 .* differs from the manifest's",
+        "seed-without-sample": "--seed only seeds --sample",
+        "batch-size-disagrees": "--batch-size 4 disagrees with the batch size 8",
+        "per-sequence-is-out": "--per-sequence .*m.parquet would overwrite one of the summary tables",
+        "per-sequence-is-histogram": "--per-sequence .*m_histogram.parquet would overwrite",
+        "device-unavailable": "--device cuda: .*(CPU-only build|finds no GPU)",
+        "device-unknown": "--device 'gpu0' is not a torch device",
     }[case]
     if case == "unknown-model":
         extra = ["--models", "micro-9m"]
@@ -425,9 +442,84 @@ def test_cli_errors(case, manifest, prefix, short_data, tmp_path, capsys):
     elif case == "sample-too-large":
         del args["--sequences"]
         extra = ["--sample", "100000"]
+    elif case == "other-data":
+        args["--data"] = other_data
+    elif case == "seed-without-sample":
+        extra = ["--seed", "3"]
+    elif case == "batch-size-disagrees":
+        extra = ["--batch-size", "4"]
+    elif case == "per-sequence-is-out":
+        extra = ["--per-sequence", out]
+    elif case == "per-sequence-is-histogram":
+        extra = ["--per-sequence", tmp_path / "m_histogram.parquet"]
+    elif case == "device-unavailable":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is available here")
+        extra = ["--device", "cuda"]
+    elif case == "device-unknown":
+        extra = ["--device", "gpu0"]
     argv = ["memorization", *(x for kv in args.items() for x in kv), *extra, "--quiet"]
     rc, _, err = run_cli(capsys, *argv)
     assert rc == 2
     line = one_error_line(err)
     assert re.search(expect, line), line
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_cli_metadata_records_what_decided_the_numbers(manifest, prefix, tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "memorization", "--manifest", manifest, "--data", prefix, "--sample", "16",
+                         "--seed", "5", "--models", "micro-50k", "--steps", "12", "--out", tmp_path / "m.parquet",
+                         "--quiet")
+    assert rc == 0, err
+    meta = read_table_meta(tmp_path / "m.parquet")
+    assert meta["config"]["batch_size"] == BATCH  # the manifest's, not a default
+    assert meta["config"]["allow_eos"] is False and meta["config"]["data_seed"] is None
+    assert meta["seeds"] == {"data": None, "sample": 5}
+    import zarr
+
+    assert zarr.open_group(tmp_path / "m.zarr", mode="r").attrs["allow_eos"] is False
+
+
+def test_store_refuses_the_other_end_of_text_choice(suite, order, tmp_path, monkeypatch):
+    monkeypatch.setattr(mem, "CHUNK", CHUNK)
+    path = tmp_path / "m.zarr"
+    mem.run(suite, order, SEQUENCES[:16], path, models=["micro-50k"], steps=[4], progress=False)
+    calls = counting_scorer(monkeypatch)
+    with pytest.raises(UserError, match="scored without --allow-eos .*same choice"):
+        mem.run(suite, order, SEQUENCES[:16], path, models=["micro-50k"], steps=[4], progress=False, allow_eos=True)
+    other = tmp_path / "eos.zarr"
+    mem.run(suite, order, SEQUENCES[:16], other, models=["micro-50k"], steps=[4], progress=False, allow_eos=True)
+    with pytest.raises(UserError, match="scored with --allow-eos"):
+        mem.run(suite, order, SEQUENCES[:16], other, models=["micro-50k"], steps=[4], progress=False)
+    assert calls == [16]
+
+
+def _write_flags(path: str, step_index: int, n_chunks: int) -> None:
+    store = mem.Store.open(path, ["m"], list(range(8)), np.arange(n_chunks * 2), {"test": 1})
+    for ci in range(n_chunks):
+        store.write(0, step_index, ci, np.zeros(2, np.uint8), np.zeros(2, np.uint8))
+
+
+def test_concurrent_writers_lose_no_done_flags(tmp_path, monkeypatch):
+    """Eight processes finish the chunks of one model's eight steps at once: every flag survives
+    (with flags sharing a zarr chunk, each write replaced the others' flags)."""
+    import multiprocessing
+
+    monkeypatch.setattr(mem, "CHUNK", 2)
+    n_chunks = 24
+    path = str(tmp_path / "m.zarr")
+    mem.Store.open(path, ["m"], list(range(8)), np.arange(n_chunks * 2), {"test": 1})
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_flags, args=(path, i, n_chunks)) for i in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    import zarr
+
+    group = zarr.open_group(path, mode="r")
+    assert int(group["done"][:].sum()) == 8 * n_chunks
+    assert (group["matched"][:] == 0).all()
