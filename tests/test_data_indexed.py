@@ -387,3 +387,49 @@ def test_split_prefix():
     assert split_prefix("a/b.bin") == Path("a/b")
     assert split_prefix("a/b.idx") == Path("a/b")
     assert split_prefix("a/b.v1") == Path("a/b.v1")  # only .bin/.idx are stripped
+
+
+# ---- float codes: GPT-NeoX/Pythia (6 = float32, 7 = float64) vs megatron-core (6 = float64, 7 = float32)
+
+
+def _float_file(tmp_path, name: str, code: int, dtype, items: list[list[float]]):
+    """An index with `code` over items stored as `dtype`, pointers in bytes of that width (as any writer does)."""
+    width = np.dtype(dtype).itemsize
+    sizes = [len(x) for x in items]
+    pointers = [0, *np.cumsum([s * width for s in sizes[:-1]]).tolist()]
+    (tmp_path / f"{name}.idx").write_bytes(hand_idx(code, sizes, pointers, list(range(len(items) + 1))))
+    (tmp_path / f"{name}.bin").write_bytes(b"".join(np.asarray(x, dtype).tobytes() for x in items))
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("code,dtype,convention", [(6, np.float32, "gpt-neox"), (7, np.float64, "gpt-neox"),
+                                                   (7, np.float32, "megatron-core"), (6, np.float64, "megatron-core")])
+def test_float_codes_of_both_conventions_are_read_by_width(tmp_path, code, dtype, convention):
+    items = [[0.5, 1.25, -3.0], [7.0], [2.5, 1e-3]]
+    prefix = _float_file(tmp_path, "f", code, dtype, items)
+    ds = IndexedDataset(prefix)
+    assert ds.dtype == np.dtype(dtype) and ds.float_convention == convention
+    assert [ds[i].tolist() for i in range(3)] == [np.asarray(x, dtype).tolist() for x in items]
+    assert convention in repr(ds)
+    from pythia_suite.data import verify
+
+    assert any(convention in line for line in verify(prefix).checked)
+
+
+def test_float_codes_that_cannot_be_told_apart_are_refused(tmp_path):
+    prefix = _float_file(tmp_path, "w", 6, np.float32, [[1.0, 2.0], [3.0]])
+    (tmp_path / "w.bin").write_bytes(b"\0" * 20)  # 5 floats' worth: neither 12 nor 24 bytes
+    with pytest.raises(UserError, match="float dtype code 6 means float32 in GPT-NeoX/Pythia files and float64 "
+                                        "in megatron-core files, and neither width fits"):
+        IndexedDataset(prefix)
+    prefix = _float_file(tmp_path, "p", 7, np.float32, [[1.0, 2.0], [3.0]])
+    (tmp_path / "p.idx").write_bytes(hand_idx(7, [2, 1], [0, 12], [0, 1, 2]))  # a pointer of neither width
+    with pytest.raises(UserError, match="neither width fits"):
+        IndexedDataset(prefix)
+    empty = _float_file(tmp_path, "e", 7, np.float32, [[]])  # no tokens: nothing to misread
+    assert len(IndexedDataset(empty)) == 1 and IndexedDataset(empty).float_convention is None
+
+
+def test_integer_files_have_no_float_convention(tmp_path):
+    write_dataset(tmp_path / "i", [np.arange(4)], np.uint16)
+    assert IndexedDataset(tmp_path / "i").float_convention is None

@@ -16,6 +16,13 @@ A dataset is two files with a common prefix:
 
 Offsets are int64: the cumulative byte count of the Pile overflows int32. Reading is zero-copy:
 both files are memory-mapped and items come back as read-only views.
+
+Float codes differ between Megatron variants: GPT-NeoX and Pythia (and this package, when writing)
+use 6 = float32, 7 = float64; megatron-core (`megatron.core.datasets.indexed_dataset`) writes
+6 = float64, 7 = float32. Pointers are byte offsets, so the item size is in the index itself: a
+float file is read with the width its pointers and the .bin length agree on, and the convention
+found is reported (`IndexedDataset.float_convention`); when nothing can tell them apart (an empty
+file, zero-length items), it is refused rather than guessed.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ DTYPES: dict[int, np.dtype] = {
     8: np.dtype(np.uint16),
 }
 CODES = {dt: code for code, dt in DTYPES.items()}
+FLOAT_CODES = {6: ("float32", "float64"), 7: ("float64", "float32")}  # code: (GPT-NeoX/Pythia, megatron-core)
 
 _CHUNK_ITEMS = 1 << 20  # index entries written per chunk: bounded memory for any n
 
@@ -81,6 +89,7 @@ class IndexedDataset:
                 raise UserError(f"{p} not found (a dataset is PREFIX.bin + PREFIX.idx; got prefix {self.prefix})")
 
         self.dtype, n, m = read_header(self.idx_path)
+        self.float_convention: str | None = None  # "gpt-neox" or "megatron-core" for float codes 6 and 7
         idx_bytes = HEADER.size + n * 4 + n * 8 + m * 8
         actual = self.idx_path.stat().st_size
         if actual < idx_bytes:
@@ -99,8 +108,10 @@ class IndexedDataset:
             np.memmap(self.idx_path, np.int64, "r", HEADER.size + 12 * n, (m,)) if m else np.zeros(0, np.int64)
         )
 
-        expected = int(self.pointers[-1]) + int(self.sizes[-1]) * self.dtype.itemsize if n else 0
         bin_bytes = self.bin_path.stat().st_size
+        if self.dtype.kind == "f":
+            self.dtype, self.float_convention = self._float_width(bin_bytes)
+        expected = int(self.pointers[-1]) + int(self.sizes[-1]) * self.dtype.itemsize if n else 0
         if bin_bytes < expected:
             raise UserError(
                 f"{self.bin_path} is truncated: the index needs {expected} bytes, the file has {bin_bytes}"
@@ -112,6 +123,26 @@ class IndexedDataset:
             )
         # np.memmap cannot map an empty file; an empty dataset has no tokens to view.
         self.tokens = np.memmap(self.bin_path, self.dtype, "r") if expected else np.zeros(0, self.dtype)
+
+    def _float_width(self, bin_bytes: int) -> tuple[np.dtype, str | None]:
+        """Which of the two Megatron conventions a float code 6/7 was written under: the width
+        for which the last pointer and the .bin length both equal the token count times the width."""
+        with open(self.idx_path, "rb") as f:
+            code = HEADER.unpack(f.read(HEADER.size))[2]
+        names = FLOAT_CODES[code]
+        total = int(self.sizes.sum(dtype=np.int64))
+        if total == 0 and bin_bytes == 0:
+            return np.dtype(names[0]), None  # no tokens: nothing can be misread
+        before_last = total - int(self.sizes[-1]) if len(self.sizes) else 0
+        found = [name for name in names if total * np.dtype(name).itemsize == bin_bytes
+                 and int(self.pointers[-1]) == before_last * np.dtype(name).itemsize]
+        if len(found) != 1:
+            raise UserError(
+                f"{self.idx_path}: float dtype code {code} means {names[0]} in GPT-NeoX/Pythia files and "
+                f"{names[1]} in megatron-core files, and {'both widths fit' if found else 'neither width fits'} "
+                f"its {total} tokens, pointers and {bin_bytes}-byte .bin; cannot tell which this file is"
+            )
+        return np.dtype(found[0]), "gpt-neox" if found[0] == names[0] else "megatron-core"
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -146,7 +177,8 @@ class IndexedDataset:
             raise UserError(f"{self.idx_path}: doc_idx must run from 0 to {len(self)}")
 
     def __repr__(self) -> str:
-        return f"IndexedDataset({str(self.prefix)!r}, items={len(self)}, dtype={self.dtype})"
+        conv = f", float codes: {self.float_convention}" if self.float_convention else ""
+        return f"IndexedDataset({str(self.prefix)!r}, items={len(self)}, dtype={self.dtype}{conv})"
 
 
 def read_header(idx_path: Path) -> tuple[np.dtype, int, int]:

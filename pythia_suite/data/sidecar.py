@@ -55,7 +55,9 @@ def verify(prefix: str | os.PathLike) -> VerifyReport:
     ds = IndexedDataset(prefix)  # header, truncation and .bin length: raises on failure
     report = VerifyReport(ds.prefix, len(ds))
     ds.check_pointers()
-    report.checked.append(f"structure: {len(ds)} items, dtype {ds.dtype}, {ds.num_tokens} tokens")
+    conv = (f" (float code read with the {ds.float_convention} convention, from the .bin length)"
+            if ds.float_convention else "")
+    report.checked.append(f"structure: {len(ds)} items, dtype {ds.dtype}{conv}, {ds.num_tokens} tokens")
     meta = read_sidecar(prefix)
     if meta is None:
         report.checked.append(f"no sidecar {sidecar_path(prefix).name}: checksums not recorded, not checked")
