@@ -49,6 +49,7 @@ def cmd_data_build(args) -> int:
         text_field=args.text_field,
         eod_token=args.eod_token,
         progress=not args.quiet,
+        force=args.force,
     )
     meta = r.sidecar
     print(
@@ -104,7 +105,7 @@ def cmd_data_shard(args) -> int:
 def cmd_data_unshard(args) -> int:
     from .data.shards import unshard
 
-    prefix = unshard(args.source, args.out)
+    prefix = unshard(args.source, args.out, force=args.force)
     print(f"wrote {prefix}.bin/.idx/.json")
     return 0
 
@@ -126,6 +127,7 @@ def add_data(subparsers) -> None:
     p.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/datasets inputs")
     p.add_argument("--eod-token", default="<|endoftext|>", help="end-of-document token")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="replace an existing dataset of the same prefix")
 
     p = _sub(sub, "batch", "write the tokens of step N (through M, inclusive) to a .npy file",
              "pythia-suite data batch pile/document --step 1000 --end-step 1001 --out batch.npy", cmd_data_batch)
@@ -143,12 +145,15 @@ def add_data(subparsers) -> None:
              "pythia-suite data shard data/corpus --out-dir shards/ --shard-bytes 5000000000", cmd_data_shard)
     p.add_argument("prefix")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--shard-bytes", type=int, default=5_000_000_000, help="bytes per piece (default 5e9, Pythia's)")
+    p.add_argument("--shard-bytes", type=int, default=5_000_000_000,
+                   help="bytes per piece (default 5e9, the default of Pythia's shard_memmap.py; "
+                        "its preshuffled document.bin ships in 21 pieces of about 28.6 GB)")
 
     p = _sub(sub, "unshard", "join shards back into PREFIX.bin/.idx, checking each shard's sha256",
              "pythia-suite data unshard shards/document-00000-of-00020.bin --out pile/document", cmd_data_unshard)
     p.add_argument("source", help="the first shard, or DIR/NAME")
     p.add_argument("--out", required=True, help="output prefix")
+    p.add_argument("--force", action="store_true", help="replace an existing dataset of the same prefix")
 
 
 # ---- train -----------------------------------------------------------------------------------

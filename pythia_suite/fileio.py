@@ -55,3 +55,11 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for t in temps:
             if t.exists():
                 t.unlink()
+
+
+def refuse_existing(paths: list[Path], force: bool) -> None:
+    """Outputs that exist are only replaced with --force."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise UserError(f"{existing[0]} already exists ({len(existing)} of the outputs do); "
+                        "pass --force to replace them, or choose another --out")

@@ -299,3 +299,37 @@ def test_verify_without_sidecar(tmp_path, base_build, capsys):
     Path(f"{prefix}.json").write_text("{not json")
     rc, _, err = run_cli(capsys, "data", "verify", prefix)
     assert rc == 2 and "is not valid JSON" in assert_one_error_line(err)
+
+
+def test_build_refuses_to_overwrite_without_force(tmp_path, corpus_txt, tokenizer_path, capsys):
+    from conftest import assert_one_error_line, listing
+
+    out = tmp_path / "d" / "x"
+    args = ["data", "build", corpus_txt, "--out", out, "--seq-len", "15", "--tokenizer", tokenizer_path, "--quiet"]
+    assert run_cli(capsys, *args)[0] == 0
+    before = listing(tmp_path)
+    rc, _, err = run_cli(capsys, *args[:-1], "--seed", "9", "--quiet")
+    assert rc == 2 and "x.bin already exists" in assert_one_error_line(err) and "--force" in err
+    assert listing(tmp_path) == before
+    assert run_cli(capsys, *args, "--seed", "9", "--force")[0] == 0
+    assert json.loads(Path(f"{out}.json").read_text())["seed"] == 9
+    # a trained tokenizer is an output too: PREFIX.tokenizer.json alone is enough to refuse
+    bpe = tmp_path / "b" / "y"
+    bpe.parent.mkdir()
+    Path(f"{bpe}.tokenizer.json").write_text("{}")
+    rc, _, err = run_cli(capsys, "data", "build", corpus_txt, "--out", bpe, "--seq-len", "15", "--vocab-size", "300")
+    assert rc == 2 and "y.tokenizer.json already exists" in assert_one_error_line(err)
+
+
+@pytest.mark.parametrize("form", ["slash", "existing-dir"])
+def test_build_refuses_a_folder_as_out(tmp_path, corpus_txt, tokenizer_path, capsys, form):
+    from conftest import assert_one_error_line
+
+    monkey = tmp_path / "data"
+    if form == "existing-dir":
+        monkey.mkdir()
+    out = f"{monkey}/" if form == "slash" else str(monkey)
+    rc, _, err = run_cli(capsys, "data", "build", corpus_txt, "--out", out, "--seq-len", "15",
+                         "--tokenizer", tokenizer_path)
+    assert rc == 2 and "is a folder; give a dataset prefix inside it, e.g." in assert_one_error_line(err)
+    assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.json").exists()

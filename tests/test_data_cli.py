@@ -432,7 +432,7 @@ def test_build_error_keeps_previous_outputs(tmp_path, capsys, tokenizer_path, co
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "bad.jsonl").write_text("{}\n")
     rc, _, err = run_cli(capsys, "data", "build", tmp_path / "sub" / "bad.jsonl", "--out", tmp_path / "p",
-                         "--seq-len", CORPUS_SEQ_LEN, "--tokenizer", tokenizer_path)
+                         "--seq-len", CORPUS_SEQ_LEN, "--tokenizer", tokenizer_path, "--force")
     assert rc == 2
     assert "no 'text' field" in assert_one_error_line(err)
     after = listing(tmp_path)

@@ -69,7 +69,7 @@ def test_round_trip_keeps_the_sidecar(tmp_path, base_build):
     src = copy_prefix(base_build.prefix, tmp_path)
     total = Path(f"{src}.bin").stat().st_size
     pieces = shard(src, tmp_path / "sh", shard_bytes=1000)
-    assert len(pieces) == -(-total // 1000)
+    assert len(pieces) == total // 1000 + 1
     last = len(pieces) - 1
     assert [p.name for p in pieces] == [f"corpus-{i:05d}-of-{last:05d}.bin" for i in range(last + 1)]
     assert (tmp_path / "sh" / "corpus.json").read_bytes() == Path(f"{src}.json").read_bytes()
@@ -81,13 +81,20 @@ def test_round_trip_keeps_the_sidecar(tmp_path, base_build):
     assert verify(dest).ok
 
 
-@pytest.mark.parametrize("shard_bytes, sizes", [(1100, [1100, 1100, 1100]), (3300, [3300]), (10**9, [3300]),
-                                                (3299, [3299, 1])])
+@pytest.mark.parametrize("shard_bytes, sizes", [(1100, [1100, 1100, 1100, 0]), (3300, [3300, 0]), (10**9, [3300]),
+                                                (3299, [3299, 1]), (1000, [1000, 1000, 1000, 300])])
 def test_piece_count_and_sizes(tmp_path, plain, shard_bytes, sizes):
+    """Pythia's shard_memmap.py count, size // shard_bytes + 1: an exact multiple ends in an empty
+    piece, and such a set joins back exactly."""
     pieces = shard(plain, tmp_path / "sh", shard_bytes=shard_bytes)
     last = len(sizes) - 1
     assert [p.name for p in pieces] == [shard_name("document", i, last) for i in range(len(sizes))]
     assert [p.stat().st_size for p in pieces] == sizes
+    joined = unshard(pieces[0], tmp_path / "joined" / "document")
+    assert Path(f"{joined}.bin").read_bytes() == Path(f"{plain}.bin").read_bytes()
+    (tmp_path / "sh" / "document.shards.json").unlink()  # as Pythia ships them: no checksums
+    again = unshard(pieces[0], tmp_path / "again" / "document")
+    assert Path(f"{again}.bin").read_bytes() == Path(f"{plain}.bin").read_bytes()
 
 
 def test_corrupted_shard_is_detected(tmp_path, plain, capsys):
@@ -220,3 +227,48 @@ def test_unshard_without_manifest_checks_the_sidecar(tmp_path, base_build, capsy
     assert len(lines) == 2 and lines[0].startswith("warning: ") and "Traceback" not in err
     assert lines[1].startswith("error: the joined bin has sha256") and "corpus.json records" in lines[1]
     assert listing(tmp_path) == before
+
+
+def test_tokenizer_travels_with_the_shards(tmp_path, base_build, corpus_txt, tokenizer_path):
+    """A sidecar naming a tokenizer elsewhere (../tok/): the shard folder and the joined dataset
+    each get a copy, the sidecars name it where it is, and `data verify` checks its sha256."""
+    from pythia_suite.data import build
+
+    (tmp_path / "tok").mkdir()
+    tok = tmp_path / "tok" / "bpe.json"
+    tok.write_bytes(tokenizer_path.read_bytes())
+    src = build([corpus_txt], tmp_path / "src" / "corpus", seq_len=15, tokenizer=tok, seed=1).prefix
+    assert json.loads(Path(f"{src}.json").read_text())["tokenizer"] == "../tok/bpe.json"
+    pieces = shard(src, tmp_path / "sh", shard_bytes=1000)
+    assert json.loads((tmp_path / "sh" / "corpus.json").read_text())["tokenizer"] == "bpe.json"
+    assert (tmp_path / "sh" / "bpe.json").read_bytes() == tok.read_bytes()
+    dest = unshard(pieces[0], tmp_path / "out" / "corpus")
+    meta = json.loads(Path(f"{dest}.json").read_text())
+    assert meta["tokenizer"] == "corpus.tokenizer.json"
+    assert Path(f"{dest}.tokenizer.json").read_bytes() == tok.read_bytes()
+    report = verify(dest)
+    assert report.ok and any("corpus.tokenizer.json: sha256 matches" in c for c in report.checked)
+
+    Path(f"{dest}.tokenizer.json").write_text("{}")  # a damaged tokenizer
+    assert any("corpus.tokenizer.json: sha256" in p for p in verify(dest).problems)
+    Path(f"{dest}.tokenizer.json").unlink()
+    assert any("names the tokenizer corpus.tokenizer.json, which is not at" in p for p in verify(dest).problems)
+    (tmp_path / "sh" / "bpe.json").unlink()
+    with pytest.raises(UserError, match="names the tokenizer bpe.json"):
+        unshard(pieces[0], tmp_path / "out2" / "corpus")
+
+
+def test_unshard_refuses_to_overwrite_without_force(tmp_path, plain, capsys):
+    pieces = shard(plain, tmp_path / "sh", shard_bytes=1000)
+    dest = tmp_path / "out" / "document"
+    assert run_cli(capsys, "data", "unshard", pieces[0], "--out", dest)[0] == 0
+    Path(f"{dest}.bin").write_bytes(b"other")
+    before = listing(tmp_path)
+    rc, _, err = run_cli(capsys, "data", "unshard", pieces[0], "--out", dest)
+    assert rc == 2 and "document.bin already exists" in assert_one_error_line(err) and "--force" in err
+    assert listing(tmp_path) == before
+    assert run_cli(capsys, "data", "unshard", pieces[0], "--out", dest, "--force")[0] == 0
+    assert Path(f"{dest}.bin").read_bytes() == Path(f"{plain}.bin").read_bytes()
+    rc, _, err = run_cli(capsys, "data", "unshard", pieces[0], "--out", f"{tmp_path / 'folder'}/")
+    assert rc == 2 and "is a folder; give a dataset prefix inside it" in assert_one_error_line(err)
+    assert not (tmp_path / "folder.bin").exists()

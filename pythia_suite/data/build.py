@@ -29,9 +29,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from ..fileio import atomic_outputs, sha256_file, temp_name
+from ..fileio import atomic_outputs, refuse_existing, sha256_file, temp_name
 from .corpus import check_inputs, iter_documents
-from .indexed import split_prefix, write_fixed_index
+from .indexed import check_out_prefix, write_fixed_index
 from .sidecar import SIDECAR_FORMAT, write_sidecar
 
 EOD_TOKEN = "<|endoftext|>"
@@ -179,6 +179,7 @@ def build(
     text_field: str = "text",
     eod_token: str = EOD_TOKEN,
     progress: bool = False,
+    force: bool = False,
 ) -> BuildResult:
     """Tokenize, pack and shuffle `inputs` into ``out.bin``, ``out.idx`` and ``out.json``.
 
@@ -192,7 +193,7 @@ def build(
     if seed < 0:
         raise UserError(f"--seed must be non-negative, got {seed}")
     paths = check_inputs(inputs)
-    prefix = split_prefix(out)
+    prefix = check_out_prefix(out)
     made_folder = not prefix.parent.exists()
     prefix.parent.mkdir(parents=True, exist_ok=True)  # the token stream is written beside the output
 
@@ -213,6 +214,7 @@ def build(
     outputs = [suffix(".bin"), suffix(".idx"), suffix(".json")]
     if tokenizer is None:
         outputs.append(suffix(".tokenizer.json"))
+    refuse_existing(outputs, force)
     stream_path = temp_name(suffix(".stream"))
     try:
         # 1-2. tokenize into a flat stream on disk

@@ -64,6 +64,14 @@ def split_prefix(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".bin", ".idx") else p
 
 
+def check_out_prefix(out: str | os.PathLike) -> Path:
+    """An output prefix, refusing a folder (``--out data/`` would otherwise write ``./data.bin``)."""
+    text = os.fspath(out)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        raise UserError(f"--out {text} is a folder; give a dataset prefix inside it, e.g. {Path(text) / 'corpus'}")
+    return split_prefix(text)
+
+
 def dtype_code(dtype: np.dtype | type | str) -> int:
     dt = np.dtype(dtype)
     if dt not in CODES:

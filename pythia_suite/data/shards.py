@@ -1,10 +1,15 @@
 """Split a .bin into fixed-size byte pieces and join them back, with a checksum per piece.
 
-Naming follows Pythia's published data: ``NAME-00000-of-00020.bin`` where the second number is
-the index of the last piece (21 pieces), pieces of 5e9 bytes cut at byte boundaries (an item may
-span two pieces). The .idx is copied whole. ``NAME.shards.json`` records each piece's size and
-sha256 so `unshard` can detect a corrupted or missing piece; Pythia's own shards have no such
-file, and unsharding them proceeds with a warning and records checksums of the result.
+Naming follows Pythia's: ``NAME-00000-of-00020.bin`` where the second number is the index of the
+last piece (21 pieces), cut at byte boundaries (an item may span two pieces). The piece count is
+Pythia's `shard_memmap.py` rule, ``size // shard_bytes + 1``: when the file is an exact multiple
+of the piece size the last piece is empty (Pythia's own unshard then fails; `unshard` here joins
+such sets). The default piece size is that script's 5e9 bytes, which its raw Pile idxmaps use
+(``...-00000-of-00082.bin``); the preshuffled ``document.bin`` (600,078,336,000 bytes) ships as 21
+pieces of about 28.6 GB. The .idx is copied whole, and so is the tokenizer the sidecar names.
+``NAME.shards.json`` records each piece's size and sha256 so `unshard` can detect a corrupted or
+missing piece; Pythia's own shards have no such file, and unsharding them proceeds with a warning
+and records checksums of the result.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..fileio import CHUNK, atomic_outputs, sha256_file
-from .indexed import IndexedDataset, split_prefix
+from ..fileio import CHUNK, atomic_outputs, refuse_existing, sha256_file
+from .indexed import IndexedDataset, check_out_prefix
 from .sidecar import read_sidecar, sidecar_path, write_sidecar
 
 PYTHIA_SHARD_BYTES = 5_000_000_000
@@ -49,12 +54,15 @@ def shard(prefix: str | os.PathLike, out_dir: str | os.PathLike, shard_bytes: in
     name = ds.prefix.name
     out = Path(out_dir)
     total = ds.bin_path.stat().st_size
-    last = max(0, (total - 1) // shard_bytes)
+    last = total // shard_bytes  # Pythia's count: an exact multiple gets an empty last piece
     pieces = [out / shard_name(name, i, last) for i in range(last + 1)]
     extra = [out / f"{name}.idx", out / f"{name}.shards.json"]
-    has_sidecar = sidecar_path(ds.prefix).exists()
-    if has_sidecar:
+    meta = read_sidecar(ds.prefix)
+    tokenizer = _tokenizer_of(ds.prefix, meta)
+    if meta is not None:
         extra.append(out / f"{name}.json")
+    if tokenizer is not None:
+        extra.append(out / tokenizer.name)
     records = []
     with atomic_outputs(*pieces, *extra) as tmp:
         with open(ds.bin_path, "rb") as src:
@@ -68,9 +76,22 @@ def shard(prefix: str | os.PathLike, out_dir: str | os.PathLike, shard_bytes: in
         manifest = {"name": name, "shard_bytes": shard_bytes, "total_bytes": total, "shards": records,
                     "idx_sha256": sha256_file(ds.idx_path)}
         tmp[len(pieces) + 1].write_text(json.dumps(manifest, indent=2) + "\n")
-        if has_sidecar:
-            shutil.copyfile(sidecar_path(ds.prefix), tmp[len(pieces) + 2])
+        if meta is not None:
+            write_sidecar(tmp[len(pieces) + 2], meta | ({"tokenizer": tokenizer.name} if tokenizer else {}))
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp[-1])
     return pieces
+
+
+def _tokenizer_of(prefix: Path, meta: dict | None) -> Path | None:
+    """The tokenizer file a sidecar names (relative to the sidecar's folder), checked to exist."""
+    if not meta or not meta.get("tokenizer"):
+        return None
+    path = prefix.parent / meta["tokenizer"]
+    if not path.is_file():
+        raise UserError(f"{sidecar_path(prefix).name} names the tokenizer {meta['tokenizer']}, which is not at {path}")
+    return path
+
 
 
 def find_shards(source: str | os.PathLike) -> tuple[str, list[Path]]:
@@ -100,9 +121,11 @@ def glob_escape(s: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", s)
 
 
-def unshard(source: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Join the pieces into ``out.bin`` (+ ``out.idx`` and sidecar), checking each piece's sha256
-    against ``NAME.shards.json`` when it exists. Nothing is written if any check fails."""
+def unshard(source: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
+    """Join the pieces into ``out.bin`` (+ ``out.idx``, sidecar and the tokenizer it names), checking
+    each piece's sha256 against ``NAME.shards.json`` when it exists. Nothing is written if any check
+    fails; existing outputs are replaced only with `force`."""
+    prefix = check_out_prefix(out)
     name, pieces = find_shards(source)
     folder = pieces[0].parent
     idx = folder / f"{name}.idx"
@@ -124,8 +147,12 @@ def unshard(source: str | os.PathLike, out: str | os.PathLike) -> Path:
     else:
         print(f"warning: no {manifest_path.name}: shard checksums cannot be checked; "
               "checksums of the joined files go into the sidecar", file=sys.stderr)
-    prefix = split_prefix(out)
+    meta = read_sidecar(folder / name) or {}
+    tokenizer = _tokenizer_of(folder / name, meta)
     outputs = [prefix.with_name(prefix.name + ext) for ext in (".bin", ".idx", ".json")]
+    if tokenizer is not None:
+        outputs.append(prefix.with_name(prefix.name + ".tokenizer.json"))
+    refuse_existing(outputs, force)
     with atomic_outputs(*outputs) as tmp:
         whole = hashlib.sha256()
         with open(tmp[0], "wb") as dst:
@@ -140,12 +167,15 @@ def unshard(source: str | os.PathLike, out: str | os.PathLike) -> Path:
                     raise UserError(f"{p.name} is corrupted: sha256 {h.hexdigest()[:16]}... != recorded {expected[p.name][:16]}...")
         shutil.copyfile(idx, tmp[1])
         IndexedDataset(prefix, bin_path=tmp[0], idx_path=tmp[1])  # the joined .bin must fit its index
-        meta = read_sidecar(folder / name) or {}
         joined = {"bin_sha256": whole.hexdigest(), "idx_sha256": sha256_file(tmp[1])}
         for key, actual in joined.items():  # a sidecar made with the data must agree with the joined files
             if key in meta and meta[key] != actual:
                 raise UserError(f"the joined {key[:3]} has sha256 {actual[:16]}... but {name}.json records "
                                 f"{str(meta[key])[:16]}...: a shard or the index is corrupted")
         meta.update(joined)
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp[3])
+            meta["tokenizer"] = outputs[3].name
         write_sidecar(tmp[2], meta)
     return prefix
+

@@ -77,4 +77,13 @@ def verify(prefix: str | os.PathLike) -> VerifyReport:
             report.problems.append(f"{path.name}: sha256 {actual[:16]}... does not match the sidecar's {meta[key][:16]}...")
         else:
             report.checked.append(f"{path.name}: sha256 matches")
+    if meta.get("tokenizer"):
+        tok = ds.prefix.parent / meta["tokenizer"]
+        if not tok.is_file():
+            report.problems.append(f"the sidecar names the tokenizer {meta['tokenizer']}, which is not at {tok}")
+        elif "tokenizer_sha256" in meta and (actual := sha256_file(tok)) != meta["tokenizer_sha256"]:
+            report.problems.append(f"{tok.name}: sha256 {actual[:16]}... does not match the sidecar's "
+                                   f"{str(meta['tokenizer_sha256'])[:16]}...")
+        else:
+            report.checked.append(f"{tok.name}: sha256 matches")
     return report
