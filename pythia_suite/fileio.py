@@ -31,6 +31,15 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return p
 
 
+def honour_umask(path: str | os.PathLike) -> None:
+    """Give a file the mode a plain open() would (0666 less the umask): some writers, safetensors'
+    among them, create files 0600, unreadable to colleagues sharing a cluster folder."""
+    mask = os.umask(0)
+    os.umask(mask)
+    if os.path.isfile(path):
+        os.chmod(path, 0o666 & ~mask)
+
+
 def temp_name(path: Path) -> Path:
     """A sibling name for writing `path` before it is complete (same filesystem, so rename is atomic)."""
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -50,6 +59,7 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     try:
         yield temps
         for t, p in zip(temps, finals):
+            honour_umask(t)
             os.replace(t, p)
     finally:
         for t in temps:

@@ -39,8 +39,9 @@ from . import __version__
 from .checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
 from .data.order import TrainingOrder, batch_fingerprint
 from .data.sidecar import read_sidecar
+from .devices import resolve_device
 from .errors import UserError
-from .fileio import sha256_file
+from .fileio import honour_umask, sha256_file
 from .model import GPTNeoX
 from .sizes import config_for, get_size, non_embedding_params, total_params
 from .tables import write_table
@@ -98,7 +99,10 @@ def _optimizer(model: torch.nn.Module, s: TrainSettings, peak: float) -> torch.o
 
 
 def save_checkpoint(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict) -> str:
-    """Write weights (HF format) and trainer state to `folder` atomically; return the weights' sha256."""
+    """Write weights (HF format) and trainer state to `folder` atomically; return the weights' sha256.
+
+    trainer_state.json records the sha256 of both tensor files, hashed before the folder is in
+    place, so a later resume can tell a damaged file from the one that was written."""
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -108,11 +112,14 @@ def save_checkpoint(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, st
         for k, v in state.items():
             tensors[f"opt.{i}.{k}"] = v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
     save_file(tensors, tmp / STATE_WEIGHTS, metadata={"format": "pt"})
-    (tmp / STATE_JSON).write_text(json.dumps({**meta, "step": step}, indent=1, sort_keys=True) + "\n")
+    honour_umask(tmp / STATE_WEIGHTS)
+    sha = sha256_file(tmp / WEIGHTS)
+    record = {**meta, "step": step, "weights_sha256": sha, "state_sha256": sha256_file(tmp / STATE_WEIGHTS)}
+    (tmp / STATE_JSON).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
-    return sha256_file(folder / WEIGHTS)
+    return sha
 
 
 def load_trainer_state(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer) -> None:
@@ -154,6 +161,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     s = settings
     if not s.sizes:
         raise UserError("no sizes to train; pass --sizes (see `pythia-suite train --help`)")
+    resolve_device(s.device)  # before anything is written
     for name in s.sizes:
         get_size(name)
     if len(set(s.sizes)) != len(s.sizes):
@@ -189,22 +197,33 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     tokenizer = meta.get("tokenizer")
     if tokenizer and not Path(tokenizer).is_absolute():
         tokenizer = os.path.relpath(Path(data).parent.resolve() / tokenizer, out.resolve())
-    earlier = _earlier_models(out / MANIFEST, data_info, s.sizes)
+    earlier, recorded = _earlier_models(out / MANIFEST, data_info, s.sizes)
     write = lambda: write_manifest(_manifest(s, out, runs, data_info, tokenizer, earlier), out / MANIFEST)  # noqa: E731
     for run in runs:
-        train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write, data_sha=meta.get("bin_sha256"))
+        train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write, data_sha=meta.get("bin_sha256"),
+                    recorded=recorded.get(run.name, {}))
     return write()
 
 
-def _earlier_models(manifest: Path, data_info: dict, sizes: list[str]) -> list[dict]:
-    """Models an earlier `train` into the same folder added to its manifest: they stay in it, as
-    long as they were trained on the same data."""
+def _earlier_models(manifest: Path, data_info: dict, sizes: list[str]) -> tuple[list[dict], dict[str, dict[int, str]]]:
+    """What an earlier `train` into the same folder left in its manifest: the models not being
+    trained now (they stay in it), and the recorded sha256 of every checkpoint by model and step.
+    The suite must share one data order: same data, seq_len, batch size and data seed."""
     if not manifest.is_file():
-        return []
-    old = json.loads(manifest.read_text())
-    if (old.get("data") or {}).get("bin_sha256") != data_info["bin_sha256"]:
-        raise UserError(f"{manifest.parent} holds a suite trained on other data; use another --out")
-    return [m for m in old.get("models", []) if m["name"] not in sizes]
+        return [], {}
+    try:
+        old = json.loads(manifest.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{manifest} is not valid JSON ({e.msg} at line {e.lineno}); use another --out") from None
+    old_data = old.get("data") or {}
+    names = {"bin_sha256": "data (sha256 of .bin)", "seq_len": "seq_len", "batch_size": "batch size",
+             "data_seed": "data seed"}
+    for key, what in names.items():
+        if old_data.get(key) != data_info[key]:
+            raise UserError(f"{manifest.parent} holds a suite trained with {what} {old_data.get(key)!r}, not "
+                            f"{data_info[key]!r}: every model of a suite shares one training order; use another --out")
+    recorded = {m["name"]: {c["step"]: c.get("sha256") for c in m.get("checkpoints", [])} for m in old.get("models", [])}
+    return [m for m in old.get("models", []) if m["name"] not in sizes], recorded
 
 
 def _pad_vocab(vocab: int, multiple: int = 128) -> int:
@@ -213,7 +232,8 @@ def _pad_vocab(vocab: int, multiple: int = 128) -> int:
 
 
 def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
-                s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None) -> None:
+                s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None,
+                recorded: dict[int, str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     # cuBLAS refuses deterministic mode without a fixed workspace; harmless on other devices.
@@ -237,12 +257,13 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         on_checkpoint()
     else:
         folder = model_dir / f"step{start}"
+        _verify_resume_point(folder, (recorded or {}).get(start))
         model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())
         load_trainer_state(folder, model, opt)
         per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # _write_log adds the keys
         rows = pd.read_parquet(log_path).query("step < @start")[per_step].to_dict("records") if log_path.exists() else []
         run.checkpoints = [
-            _record(order, run, model_dir, st, sha256_file(model_dir / f"step{st}" / WEIGHTS))
+            _record(order, run, model_dir, st, _recorded_sha(model_dir / f"step{st}", (recorded or {}).get(st)))
             for st in schedule if st <= start and (model_dir / f"step{st}" / WEIGHTS).is_file()
         ]
     params = total_params(run.config)
@@ -290,6 +311,32 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
             last_good = done
             on_checkpoint()
     bar.close()
+
+
+def _recorded_sha(folder: Path, in_manifest: str | None) -> str:
+    """A checkpoint's recorded weights sha256: the manifest's, else its own trainer_state.json's.
+    Only a folder from before such records is hashed again."""
+    if in_manifest:
+        return in_manifest
+    state = folder / STATE_JSON
+    own = json.loads(state.read_text()).get("weights_sha256") if state.is_file() else None
+    return own or sha256_file(folder / WEIGHTS)
+
+
+def _verify_resume_point(folder: Path, in_manifest: str | None) -> None:
+    """Refuse to resume from weights or trainer state that differ from what was recorded when
+    they were written (a damaged file would otherwise be re-recorded as if it were good)."""
+    own = json.loads((folder / STATE_JSON).read_text())
+    hashes: dict[str, str] = {}
+    for name, want in ((WEIGHTS, in_manifest), (WEIGHTS, own.get("weights_sha256")),
+                       (STATE_WEIGHTS, own.get("state_sha256"))):
+        if want is None:
+            continue
+        actual = hashes.setdefault(name, sha256_file(folder / name))
+        if actual != want:
+            raise UserError(f"cannot resume from {folder}: {name} has sha256 {actual[:12]}..., recorded "
+                            f"{want[:12]}... when it was written; the file is damaged. Delete {folder} to resume "
+                            "from the checkpoint before it")
 
 
 def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:

@@ -391,3 +391,35 @@ def test_a_model_without_checkpoints_yet(suite_dir, tmp_path, capsys):
     assert rc == 0 and json.loads(out_text) == []
     rc, _, _ = run_cli(capsys, "checkpoints", "verify", out)
     assert rc == 0
+
+
+def test_load_model_checks_the_recorded_sha256(suite_copy):
+    weights = suite_copy / "micro-50k" / "step4" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    suite = Suite.load(suite_copy)
+    with pytest.raises(UserError, match=r"micro-50k step 4: .*model.safetensors has sha256 .* the manifest records"):
+        suite.load_model("micro-50k", 4)
+    assert suite.load_model("micro-50k", 4, verify=False) is not None  # an explicit opt-out
+    suite.load_model("micro-50k", 8)
+
+
+def test_load_model_refuses_nan_weights(suite_copy):
+    from safetensors.torch import load_file, save_file
+
+    from pythia_suite.fileio import sha256_file
+
+    weights = suite_copy / "micro-200k" / "step8" / "model.safetensors"
+    state = load_file(weights)
+    state["gpt_neox.layers.0.attention.dense.weight"][0, 0] = float("nan")
+    save_file(state, weights, metadata={"format": "pt"})
+    sha = sha256_file(weights)
+
+    def record(m):  # the manifest agrees with the file: only the NaN check can catch it
+        ck = next(c for c in m["models"][1]["checkpoints"] if c["step"] == 8)
+        ck["sha256"] = sha
+
+    edit_manifest(suite_copy, record)
+    with pytest.raises(UserError, match="micro-200k step 8 .*weights hold NaN or inf .*attention.dense.weight"):
+        Suite.load(suite_copy).load_model("micro-200k", 8)

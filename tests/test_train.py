@@ -371,3 +371,68 @@ def test_token_past_the_vocabulary_later_in_the_data(tmp_path, capsys):
 
     rc, _, err = run_cli(capsys, "train", "--data", prefix, "--out", tmp_path / "out2", "--batch-size", 4, "--quiet")
     assert rc == 2 and "no sidecar" in one_error_line(err)  # and no vocabulary given
+
+
+# ---- integrity: one training order per suite, nothing damaged is resumed from -----------------------
+
+
+@pytest.mark.parametrize("flag, value, what", [("--batch-size", "4", "batch size 8, not 4"),
+                                               ("--data-seed", "3", "data seed None, not 3")])
+def test_cli_another_order_into_an_existing_suite_is_refused(prefix, tmp_path, capsys, flag, value, what):
+    out = tmp_path / "s"
+    run_train(prefix, out, steps=4)
+    before = files_under(out)
+    rc, _, err = run_cli(capsys, "train", "--data", prefix, "--out", out, "--sizes", "micro-200k", "--steps", "4",
+                         "--batch-size", str(BATCH), "--checkpoint-every", str(EVERY), flag, value, "--quiet")
+    assert rc == 2
+    line = one_error_line(err)
+    assert f"holds a suite trained with {what}" in line and "one training order" in line
+    assert files_under(out) == before  # the manifest keeps its batch size
+
+
+def test_resume_from_damaged_weights_is_refused_and_verify_still_sees_it(prefix, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "c"
+    monkeypatch.setattr(train_mod, "lr_at", stop_at(10))
+    with pytest.raises(KeyboardInterrupt):
+        run_train(prefix, out, steps=STEPS)
+    monkeypatch.undo()
+    weights = out / "micro-50k" / "step8" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF  # a flipped byte inside a tensor
+    weights.write_bytes(bytes(data))
+    before = files_under(out)
+    with pytest.raises(UserError, match="cannot resume from .*step8: model.safetensors has sha256 .* the file is damaged"):
+        run_train(prefix, out, steps=STEPS)
+    assert files_under(out) == before
+    rc, _, err = run_cli(capsys, "checkpoints", "verify", out)
+    assert rc == 2 and "micro-50k step 8: sha256" in err
+
+    state = out / "micro-50k" / "step8" / "trainer_state.safetensors"
+    weights.write_bytes(bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:]))  # repaired
+    raw = state.read_bytes()
+    state.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))
+    with pytest.raises(UserError, match="trainer_state.safetensors has sha256"):
+        run_train(prefix, out, steps=STEPS)
+
+
+def test_checkpoint_files_honour_the_umask(prefix, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        run_train(prefix, tmp_path / "u", steps=2)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "u").rglob("*") if p.is_file()]
+    assert files and {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+
+
+def test_cli_unavailable_device_is_one_line_and_writes_nothing(prefix, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is available here")
+    rc, _, err = run_cli(capsys, "train", "--data", prefix, "--out", tmp_path / "out", "--sizes", "micro-50k",
+                         "--steps", "2", "--batch-size", str(BATCH), "--device", "cuda", "--quiet")
+    assert rc == 2
+    line = one_error_line(err)
+    assert "--device cuda" in line and torch.__version__ in line
+    assert not (tmp_path / "out").exists()
