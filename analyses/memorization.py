@@ -139,13 +139,9 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
         models: list[str] | None = None, steps: list[int] | None = None, device: str = "cpu",
         batch_size: int | None = None, progress: bool = True, allow_eos: bool = False) -> Store:
     """Fill the store for models x steps x sequences, computing only chunks not yet done."""
-    import torch
-    from tqdm.auto import tqdm
-
     from pythia_suite.devices import resolve_device
 
     device = str(resolve_device(device))
-
     models = models or suite.models()
     for m in models:
         suite.model_info(m)
@@ -159,7 +155,25 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
                         f"continuation {CONTINUATION_LEN}")
     identity = {"suite": suite.name, "data": str(order.dataset.prefix.name), "batch_size": order.batch_size,
                 "data_seed": order.seed}
+    created = not Path(store_path).exists()
     store = Store.open(store_path, models, steps, sequences, identity, allow_eos)
+    try:
+        _fill(store, suite, order, models, steps, sequences, device, batch_size, progress, allow_eos)
+    except BaseException:
+        if created and not store.group["done"][:].any():
+            import shutil
+
+            shutil.rmtree(store_path, ignore_errors=True)  # interrupted before any result: leave nothing behind
+        raise
+    return store
+
+
+def _fill(store: Store, suite: Suite, order: TrainingOrder, models: list[str], steps: list[int],
+          sequences: np.ndarray, device: str, batch_size: int | None, progress: bool, allow_eos: bool) -> None:
+    """Compute every (model, step, chunk) not yet done, one model load per (model, step)."""
+    import torch
+    from tqdm.auto import tqdm
+
     done = store.group["done"][:]
     todo = [(mi, si) for mi, m in enumerate(models) for si, s in enumerate(steps)
             if s in suite.steps(m) and not done[mi, si].all()]
@@ -175,7 +189,6 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
             store.write(mi, si, ci, scores.matched, scores.prefix)
             bar.update(1)
     bar.close()
-    return store
 
 
 def per_sequence(store: Store, suite: Suite, order: TrainingOrder) -> pd.DataFrame:

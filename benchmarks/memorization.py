@@ -7,9 +7,10 @@
 One process, the same weights (ours copied into transformers' `GPTNeoXForCausalLM`, sdpa attention)
 and the same sequences. Ours: `score_sequences` (a teacher-forced pass over the 63 known tokens, in
 stages that rows leave once they mismatch, then decoding only after each row's first mismatch).
-Theirs: Pythia's method, `generate` with greedy decoding, prompt 32, `max_length=64`,
-`use_cache=True`, never stopping at EOS, then the 32 generated tokens compared with the true
-continuation. Both use the same batch size (CPU: 256; CUDA: 1024, or --batch).
+Theirs: Pythia's call, `generate(context, max_length=64, min_length=64)` with greedy decoding and
+`use_cache=True` (min_length masks the end-of-text token, id 0, at all 32 positions, so it never
+stops early), then the 32 generated tokens compared with the true continuation; ours runs with
+its default, the same end-of-text suppression. Both use the same batch size (CPU: 256; CUDA: 1024, or --batch).
 
 The sequences are random prompts of 32 tokens with planted continuations, so that the mix looks
 like a trained model's: a share `--memorized` whose continuation is the model's own greedy output
@@ -63,19 +64,19 @@ def hf_twin(ours: GPTNeoX, dtype: torch.dtype, device: torch.device):
     head = "lm_head.weight" if "lm_head.weight" in theirs.state_dict() else "embed_out.weight"
     theirs.load_state_dict({(head if k == "embed_out.weight" else k): v.clone() for k, v in ours.state_dict().items()},
                            strict=True)
-    theirs.generation_config.eos_token_id = None  # never stop early: every row gets 32 tokens
+    theirs.generation_config.eos_token_id = ours.config.eos_token_id  # what min_length suppresses, as on the hub
     return theirs.to(device=device, dtype=dtype).eval()
 
 
 def hf_continuations(theirs, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Pythia's way: generate(prompt 32, greedy, max_length 64, use_cache) per batch; (N, 32) tokens."""
+    """Pythia's call: generate(prompt 32, greedy, max_length 64, min_length 64, use_cache) per batch; (N, 32)."""
     out = []
     with torch.inference_mode():
         for a in range(0, len(tokens), batch_size):
             prompt = tokens[a : a + batch_size, :K]
             # the mask is explicit: generate would otherwise infer one from pad_token_id
             gen = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_length=K + M,
-                                  use_cache=True, eos_token_id=None, pad_token_id=0)
+                                  min_length=K + M, use_cache=True, pad_token_id=0)
             assert gen.shape == (len(prompt), K + M), gen.shape
             out.append(gen[:, K:])
     return torch.cat(out)
@@ -87,7 +88,7 @@ def plant(model: GPTNeoX, n: int, memorized: float, partial: float, batch_size: 
     g = torch.Generator().manual_seed(seed)
     V = model.config.vocab_size
     tokens = torch.randint(0, V, (n, K + M), generator=g)
-    greedy = torch.cat([model.greedy_generate(tokens[a : a + batch_size, :K].to(device), M).cpu()
+    greedy = torch.cat([model.greedy_generate(tokens[a : a + batch_size, :K].to(device), M, model.config.eos_token_id).cpu()
                         for a in range(0, n, batch_size)])
     n_mem, n_part = round(memorized * n), round(partial * n)
     kinds = np.array(["memorized"] * n_mem + ["partial"] * n_part + ["random"] * (n - n_mem - n_part))

@@ -6,6 +6,7 @@ Every mistake a user can make ends in one line ``error: ...`` on stderr and exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -304,9 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in ANALYSES and ANALYSES[argv[0]] in available():
-            return resolve(ANALYSES[argv[0]].main)(argv[1:]) or 0
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+            rc = resolve(ANALYSES[argv[0]].main)(argv[1:]) or 0
+        else:
+            args = build_parser().parse_args(argv)
+            rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return rc
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, as standard tools do (killed by SIGPIPE: 128 + 13)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

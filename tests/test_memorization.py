@@ -523,3 +523,15 @@ def test_concurrent_writers_lose_no_done_flags(tmp_path, monkeypatch):
     group = zarr.open_group(path, mode="r")
     assert int(group["done"][:].sum()) == 8 * n_chunks
     assert (group["matched"][:] == 0).all()
+
+
+def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(manifest, prefix, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mem, "score_sequences", interrupted)  # pressed during the first chunk
+    out = tmp_path / "results"
+    rc, _, err = run_cli(capsys, "memorization", "--manifest", manifest, "--data", prefix, "--sequences", "0:8",
+                         "--out", out / "m.parquet", "--quiet")
+    assert rc == 130 and one_error_line(err) == "error: interrupted"
+    assert not out.exists() or list(out.iterdir()) == []  # no empty store, no partial table
