@@ -77,6 +77,15 @@ class Store:
     models: list[str]
     steps: list[int]
     sequences: np.ndarray
+    path: Path | None = None
+
+    @classmethod
+    def attach(cls, path: str | os.PathLike) -> "Store":
+        """An existing store, as `open` made it (for worker processes)."""
+        import zarr
+
+        group = zarr.open_group(path, mode="r+")
+        return cls(group, group.attrs["models"], group.attrs["steps"], group["sequence"][:], Path(path))
 
     @classmethod
     def open(cls, path: str | os.PathLike, models: list[str], steps: list[int], sequences: np.ndarray,
@@ -102,7 +111,7 @@ class Store:
             if not same:
                 raise UserError(f"{path} holds results of another run (other models, steps, sequences or data); "
                                 "use another --out or delete it")
-            return cls(group, models, steps, sequences)
+            return cls(group, models, steps, sequences, path)
         group = zarr.open_group(path, mode="w")
         group.attrs.update(attrs)
         chunk = min(CHUNK, max(1, len(sequences)))
@@ -115,7 +124,7 @@ class Store:
                            dtype="bool", fill_value=False)
         group.create_array("sequence", shape=(len(sequences),), chunks=(max(1, len(sequences)),), dtype="int64")
         group["sequence"][:] = sequences
-        return cls(group, models, steps, sequences)
+        return cls(group, models, steps, sequences, path)
 
     @property
     def chunk(self) -> int:
@@ -137,8 +146,9 @@ class Store:
 
 def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: str | os.PathLike,
         models: list[str] | None = None, steps: list[int] | None = None, device: str = "cpu",
-        batch_size: int | None = None, progress: bool = True, allow_eos: bool = False) -> Store:
-    """Fill the store for models x steps x sequences, computing only chunks not yet done."""
+        batch_size: int | None = None, progress: bool = True, allow_eos: bool = False, client=None) -> Store:
+    """Fill the store for models x steps x sequences, computing only chunks not yet done; with a
+    Dask `client` (`pythia_suite.engines.dask_client`), on its workers."""
     from pythia_suite.devices import resolve_device
 
     device = str(resolve_device(device))
@@ -158,7 +168,7 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
     created = not Path(store_path).exists()
     store = Store.open(store_path, models, steps, sequences, identity, allow_eos)
     try:
-        _fill(store, suite, order, models, steps, sequences, device, batch_size, progress, allow_eos)
+        _fill(store, suite, order, models, steps, device, batch_size, progress, allow_eos, client)
     except BaseException:
         if created and not store.group["done"][:].any():
             import shutil
@@ -168,27 +178,93 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
     return store
 
 
-def _fill(store: Store, suite: Suite, order: TrainingOrder, models: list[str], steps: list[int],
-          sequences: np.ndarray, device: str, batch_size: int | None, progress: bool, allow_eos: bool) -> None:
-    """Compute every (model, step, chunk) not yet done, one model load per (model, step)."""
-    import torch
+def _fill(store: Store, suite: Suite, order: TrainingOrder, models: list[str], steps: list[int], device: str,
+          batch_size: int | None, progress: bool, allow_eos: bool, client=None) -> None:
+    """Compute every (model, step, chunk) not yet done: serially, one model load per (model, step),
+    or as Dask tasks of (model, step, chunks) groups, each loading its model once."""
     from tqdm.auto import tqdm
 
     done = store.group["done"][:]
-    todo = [(mi, si) for mi, m in enumerate(models) for si, s in enumerate(steps)
-            if s in suite.steps(m) and not done[mi, si].all()]
-    dtype = torch.bfloat16 if device.startswith("cuda") else None
-    bar = tqdm(total=sum(int((~done[mi, si]).sum()) for mi, si in todo), desc="memorization", unit="chunk",
+    todo = {(mi, si): [ci for ci in range(done.shape[2]) if not done[mi, si, ci]]
+            for mi, m in enumerate(models) for si, s in enumerate(steps) if s in suite.steps(m)}
+    todo = {key: chunks for key, chunks in todo.items() if chunks}
+    bar = tqdm(total=sum(map(len, todo.values())), desc="memorization", unit="chunk",
                disable=None if progress else True, leave=False)
-    for mi, si in todo:
-        net = suite.load_model(models[mi], steps[si], dtype=dtype).to(device)
-        for ci, sl in enumerate(store.chunk_slices()):
-            if done[mi, si, ci]:
-                continue
-            scores = score_sequences(net, order.sequences(sequences[sl]), batch_size=batch_size, allow_eos=allow_eos)
-            store.write(mi, si, ci, scores.matched, scores.prefix)
-            bar.update(1)
+    if client is None:
+        for (mi, si), chunks in todo.items():
+            net = _load(suite, models[mi], steps[si], device)
+            for ci in chunks:
+                _score_chunk(store, net, order, mi, si, ci, batch_size, allow_eos)
+                bar.update(1)
+    else:
+        from pythia_suite.engines import run_tasks
+
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        tasks = [Group(suite.manifest, str(suite.root), suite.source, str(order.dataset.prefix), order.batch_size,
+                       order.seed, str(store.path), models[mi], steps[si], mi, si, tuple(part), device, batch_size,
+                       allow_eos)
+                 for (mi, si), chunks in todo.items() for part in _split(chunks, len(todo), n_workers)]
+        run_tasks(client, score_group, tasks, progress=bar.update)
     bar.close()
+
+
+def _load(suite: Suite, model: str, step: int, device: str):
+    import torch
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else None
+    return suite.load_model(model, step, dtype=dtype).to(device)
+
+
+def _score_chunk(store: Store, net, order: TrainingOrder, mi: int, si: int, ci: int, batch_size: int | None,
+                 allow_eos: bool) -> None:
+    sl = store.chunk_slices()[ci]
+    scores = score_sequences(net, order.sequences(store.sequences[sl]), batch_size=batch_size, allow_eos=allow_eos)
+    store.write(mi, si, ci, scores.matched, scores.prefix)
+
+
+def _split(chunks: list[int], n_groups_total: int, n_workers: int) -> list[list[int]]:
+    """A (model, step)'s chunks as one task, or as several when there are too few (model, step)
+    pairs to keep every worker busy (each task loads its model once)."""
+    parts = min(len(chunks), max(1, -(-2 * n_workers // n_groups_total)))
+    size = -(-len(chunks) // parts)
+    return [chunks[a : a + size] for a in range(0, len(chunks), size)]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One Dask task: chunks of one (model, step), with everything a worker process needs to open
+    the suite, the training order and the store itself."""
+
+    manifest: dict
+    root: str
+    source: str
+    data: str
+    batch_size: int
+    data_seed: int | None
+    store: str
+    model: str
+    step: int
+    mi: int
+    si: int
+    chunks: tuple[int, ...]
+    device: str
+    eval_batch: int | None
+    allow_eos: bool
+
+
+def score_group(g: Group) -> int:
+    """Run on a worker: score the group's chunks not yet done and write them (idempotent: a retry
+    after a killed worker recomputes the same values). Returns the chunks written."""
+    suite = Suite(g.manifest, Path(g.root), g.source)
+    order = TrainingOrder(g.data, batch_size=g.batch_size, seed=g.data_seed)
+    store = Store.attach(g.store)
+    done = store.group["done"][g.mi, g.si]
+    chunks = [ci for ci in g.chunks if not done[ci]]
+    if chunks:
+        net = _load(suite, g.model, g.step, g.device)
+        for ci in chunks:
+            _score_chunk(store, net, order, g.mi, g.si, ci, g.eval_batch, g.allow_eos)
+    return len(g.chunks)
 
 
 def per_sequence(store: Store, suite: Suite, order: TrainingOrder) -> pd.DataFrame:
@@ -334,7 +410,7 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
             per_sequence_out: str | os.PathLike | None = None, models: list[str] | None = None,
             steps: list[int] | None = None, device: str = "cpu", batch_size: int | None = None,
             progress: bool = True, config: dict | None = None, seeds: dict | None = None,
-            allow_eos: bool = False) -> dict[str, pd.DataFrame]:
+            allow_eos: bool = False, client=None) -> dict[str, pd.DataFrame]:
     """Run (or resume) the study and write its tables; returns them by schema name.
 
     The tables' metadata records `config` with the settings that decided the numbers (batch size
@@ -349,7 +425,8 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
     config = {**(config or {}), "batch_size": order.batch_size, "data_seed": order.seed, "allow_eos": allow_eos,
               "prompt_len": PROMPT_LEN, "continuation_len": CONTINUATION_LEN}
     seeds = {"data": order.seed, **(seeds or {})}
-    store = run(suite, order, sequences, store_path_for(out), models, steps, device, batch_size, progress, allow_eos)
+    store = run(suite, order, sequences, store_path_for(out), models, steps, device, batch_size, progress, allow_eos,
+                client)
     per_seq = per_sequence(store, suite, order)
     summary, hist = summarize(per_seq)
     order_test, qq = training_order_test(per_seq)
@@ -394,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--out", required=True, help="summary table (.parquet); per-sequence zarr goes to OUT.zarr")
     p.add_argument("--per-sequence", help="also write the tidy per-sequence table here (.parquet)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="score on a local Dask cluster of N worker processes (127.0.0.1); "
+                   "default: serially in this process")
+    g.add_argument("--scheduler", help="score on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
+                   "this package and the suite's files at the same paths)")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -424,8 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, seed)
     config = {"manifest": args.manifest, "data": args.data, "models": args.models, "steps": args.steps,
               "sequences": args.sequences, "sample": args.sample, "device": args.device}
-    tables = analyse(suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
-                     args.eval_batch, not args.quiet, config, {"sample": seed} if args.sample else {}, args.allow_eos)
+    run_args = (suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
+                args.eval_batch, not args.quiet, config, {"sample": seed} if args.sample else {}, args.allow_eos)
+    if args.workers is None and args.scheduler is None:
+        tables = analyse(*run_args)
+    else:
+        from pythia_suite.engines import dask_client
+
+        with dask_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
+            tables = analyse(*run_args, client=client)
     summary = tables["memorization"]
     seen = summary[summary["seen"]]
     print(f"wrote {args.out} ({len(summary)} rows) and {store_path_for(args.out)}")

@@ -535,3 +535,84 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(manifest, prefix, tmp_pa
                          "--out", out / "m.parquet", "--quiet")
     assert rc == 130 and one_error_line(err) == "error: interrupted"
     assert not out.exists() or list(out.iterdir()) == []  # no empty store, no partial table
+
+
+# ---- on a Dask cluster (127.0.0.1 only) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    pytest.importorskip("distributed")
+    from pythia_suite.engines import dask_client
+
+    with dask_client(workers=2) as c:
+        yield c
+
+
+def test_dask_workers_fill_the_same_store_as_serial(reference, suite, order, tmp_path, monkeypatch, client):
+    """Two worker processes writing disjoint chunks of the same (model, step) rows: the store is
+    the serial one, every done flag set; a second run finds nothing to do."""
+    monkeypatch.setattr(mem, "CHUNK", CHUNK)
+    path = tmp_path / "m.zarr"
+    store = mem.run(suite, order, SEQUENCES, path, steps=STEPS, progress=False, client=client)
+    for name in ("matched", "prefix", "done"):
+        assert np.array_equal(store.group[name][:], reference.group[name][:]), name
+    assert store.group["done"][:].all()
+    calls = counting_scorer(monkeypatch)
+    mem.run(suite, order, SEQUENCES, path, steps=STEPS, progress=False)
+    assert calls == []
+
+
+def test_a_killed_driver_resumes_and_a_killed_worker_is_retried(reference, suite, order, tmp_path, monkeypatch,
+                                                                client):
+    """Half the store done (a driver killed midway), then the rest as Dask tasks of which the first
+    SIGKILLs its worker: Dask reruns it elsewhere and the store is identical to the serial one."""
+    from _dask_helpers import killed_once
+
+    from pythia_suite.engines import run_tasks
+
+    monkeypatch.setattr(mem, "CHUNK", CHUNK)
+    path = tmp_path / "m.zarr"
+    mem.run(suite, order, SEQUENCES, path, steps=STEPS[:1], progress=False)  # another store: other steps
+    path = tmp_path / "k.zarr"
+    identity = {"suite": suite.name, "data": order.dataset.prefix.name, "batch_size": order.batch_size,
+                "data_seed": order.seed}
+    store = mem.Store.open(path, SIZES, STEPS, SEQUENCES, identity)
+    net = suite.load_model(SIZES[0], STEPS[0])
+    for ci in range(2):  # what the killed driver had finished
+        mem._score_chunk(store, net, order, 0, 0, ci, None, False)
+    tasks = [mem.Group(suite.manifest, str(suite.root), suite.source, str(order.dataset.prefix), order.batch_size,
+                       order.seed, str(path), m, s, mi, si, tuple(range(4)), "cpu", None, False)
+             for mi, m in enumerate(SIZES) for si, s in enumerate(STEPS)]
+    marker = tmp_path / "killed"
+    assert run_tasks(client, killed_once(str(marker), mem.score_group), tasks) == [4] * len(tasks)
+    assert marker.exists()  # one worker really died
+    for name in ("matched", "prefix", "done"):
+        assert np.array_equal(store.group[name][:], reference.group[name][:]), name
+    assert list(mem.run(suite, order, SEQUENCES, path, steps=STEPS, progress=False).group["done"][:].ravel()) \
+        == [True] * (len(SIZES) * len(STEPS) * 4)
+
+
+def test_cli_workers_match_serial(manifest, prefix, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    args = ["memorization", "--manifest", manifest, "--data", prefix, "--sequences", "0:64", "--steps", "4", "12",
+            "--quiet"]
+    assert run_cli(capsys, *args, "--out", tmp_path / "serial.parquet")[0] == 0
+    rc, _, err = run_cli(capsys, *args, "--out", tmp_path / "dask.parquet", "--workers", "2")
+    assert rc == 0, err
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask.parquet"), pd.read_parquet(tmp_path / "serial.parquet"))
+    import zarr
+
+    a, b = (zarr.open_group(tmp_path / f"{n}.zarr", mode="r") for n in ("serial", "dask"))
+    assert np.array_equal(a["matched"][:], b["matched"][:]) and np.array_equal(a["prefix"][:], b["prefix"][:])
+
+
+@pytest.mark.parametrize("extra, message", [(["--workers", "0"], "--workers 0: give at least 1 worker"),
+                                            (["--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "2"],
+                                             r"--scheduler tcp://127.0.0.1:9: no Dask scheduler answered within 2 s")])
+def test_cli_bad_cluster_options(manifest, prefix, tmp_path, capsys, extra, message):
+    pytest.importorskip("distributed")
+    rc, _, err = run_cli(capsys, "memorization", "--manifest", manifest, "--data", prefix, "--sequences", "0:8",
+                         "--out", tmp_path / "m.parquet", "--quiet", *extra)
+    assert rc == 2 and re.search(message, one_error_line(err)), err
+    assert list(tmp_path.iterdir()) == []
