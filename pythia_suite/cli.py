@@ -163,13 +163,26 @@ def add_data(subparsers) -> None:
 def cmd_train(args) -> int:
     from .train import TrainSettings, train
 
+    if args.nproc_per_node is not None and "WORLD_SIZE" not in os.environ:
+        from .distributed import Ranks, launch
+
+        Ranks(world=max(1, args.nproc_per_node)).check_batch(args.batch_size, args.micro_batch)  # before launching
+        argv = list(args.argv)
+        i = argv.index("--nproc-per-node") if "--nproc-per-node" in argv else None
+        if i is not None:
+            del argv[i : i + 2]
+        else:
+            argv = [a for a in argv if not a.startswith("--nproc-per-node=")]
+        return launch(args.nproc_per_node, argv[1:])
+
     settings = TrainSettings(
         sizes=args.sizes, steps=args.steps, batch_size=args.batch_size, micro_batch=args.micro_batch,
         seed=args.seed, data_seed=args.data_seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
         vocab_size=args.vocab_size, device=args.device, suite=args.suite,
     )
     manifest = train(args.data, args.out, settings, progress=not args.quiet)
-    print(f"wrote {manifest}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"wrote {manifest}")
     return 0
 
 
@@ -195,6 +208,8 @@ def add_train(subparsers) -> None:
     p.add_argument("--vocab-size", type=int, help="model vocabulary (default: the data sidecar's)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--suite", help="suite name (default: the --out folder's name)")
+    p.add_argument("--nproc-per-node", type=int, help="data-parallel over N processes of this machine (launches "
+                   "torchrun; each rank trains a contiguous slice of every batch; gloo on CPU, nccl on CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -308,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             rc = resolve(ANALYSES[argv[0]].main)(argv[1:]) or 0
         else:
             args = build_parser().parse_args(argv)
+            args.argv = argv
             rc = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return rc
@@ -316,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # unwritable output folder, disk full, ...
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)

@@ -40,6 +40,7 @@ from .checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
 from .data.order import TrainingOrder, batch_fingerprint
 from .data.sidecar import read_sidecar
 from .devices import resolve_device
+from .distributed import Ranks, local_device, no_sync, ranks_from_env, wrap
 from .errors import UserError
 from .fileio import honour_umask, sha256_file
 from .model import GPTNeoX
@@ -161,7 +162,9 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     s = settings
     if not s.sizes:
         raise UserError("no sizes to train; pass --sizes (see `pythia-suite train --help`)")
-    resolve_device(s.device)  # before anything is written
+    ranks = ranks_from_env(s.device)
+    device = local_device(s.device, ranks)
+    resolve_device(device)  # before anything is written
     for name in s.sizes:
         get_size(name)
     if len(set(s.sizes)) != len(s.sizes):
@@ -172,6 +175,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
         raise UserError(f"--steps {s.steps} out of range: the data has {order.num_steps} steps of batch {s.batch_size}")
     if s.micro_batch is not None and (s.micro_batch < 1 or s.batch_size % s.micro_batch):
         raise UserError(f"--micro-batch {s.micro_batch} must divide --batch-size {s.batch_size}")
+    ranks.check_batch(s.batch_size, s.micro_batch)
     meta = read_sidecar(data) or {}
     vocab = s.vocab_size or meta.get("vocab_size")
     if vocab is None:
@@ -198,10 +202,14 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     if tokenizer and not Path(tokenizer).is_absolute():
         tokenizer = os.path.relpath(Path(data).parent.resolve() / tokenizer, out.resolve())
     earlier, recorded = _earlier_models(out / MANIFEST, data_info, s.sizes)
-    write = lambda: write_manifest(_manifest(s, out, runs, data_info, tokenizer, earlier), out / MANIFEST)  # noqa: E731
+    def write() -> Path:  # rank 0 writes; every rank learns where
+        if ranks.is_main:
+            write_manifest(_manifest(s, out, runs, data_info, tokenizer, earlier), out / MANIFEST)
+        return out / MANIFEST
+
     for run in runs:
         train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write, data_sha=meta.get("bin_sha256"),
-                    recorded=recorded.get(run.name, {}))
+                    recorded=recorded.get(run.name, {}), ranks=ranks, device=device)
     return write()
 
 
@@ -233,7 +241,7 @@ def _pad_vocab(vocab: int, multiple: int = 128) -> int:
 
 def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
                 s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None,
-                recorded: dict[int, str] | None = None) -> None:
+                recorded: dict[int, str] | None = None, ranks: Ranks = Ranks(), device: str | None = None) -> None:
     from tqdm.auto import tqdm
 
     # cuBLAS refuses deterministic mode without a fixed workspace; harmless on other devices.
@@ -241,8 +249,9 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     torch.use_deterministic_algorithms(True)
     model_dir = out / run.name
     model_dir.mkdir(parents=True, exist_ok=True)
+    device = device or s.device
     torch.manual_seed(s.seed)
-    model = GPTNeoX(run.config).to(s.device)
+    model = GPTNeoX(run.config).to(device)
     opt = _optimizer(model, s, run.peak_lr)
     log_path = model_dir / "train_log.parquet"
     state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
@@ -250,11 +259,14 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     _check_settings(model_dir, schedule, state_meta)
 
     start = _resume_point(model_dir, schedule)
+    ranks.barrier()  # every rank has chosen where to start before rank 0 writes step0
     if start is None:
         start = 0
         rows: list[dict] = []
-        run.checkpoints = [_record(order, run, model_dir, 0, save_checkpoint(model_dir / "step0", model, opt, 0, state_meta))]
+        sha = save_checkpoint(model_dir / "step0", model, opt, 0, state_meta) if ranks.is_main else None
+        run.checkpoints = [_record(order, run, model_dir, 0, sha)]
         on_checkpoint()
+        ranks.barrier()
     else:
         folder = model_dir / f"step{start}"
         _verify_resume_point(folder, (recorded or {}).get(start))
@@ -269,27 +281,32 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     params = total_params(run.config)
     last_good = max(c["step"] for c in run.checkpoints)
     model.train()
-    bar = tqdm(range(start, total), desc=run.name, unit="step", disable=None if progress else True, leave=False,
-               initial=start, total=total)
-    micro = s.micro_batch or s.batch_size
+    net = wrap(model, ranks)  # what forward/backward run through; `model` holds the same parameters
+    bar = tqdm(range(start, total), desc=run.name, unit="step", disable=None if progress and ranks.is_main else True,
+               leave=False, initial=start, total=total)
+    micro = ranks.check_batch(s.batch_size, s.micro_batch)
+    rows_of_rank = ranks.rows(s.batch_size)
+    local = rows_of_rank.stop - rows_of_rank.start
     for step in bar:
         batch = order.batch(step)
         if (max_id := int(batch.max())) >= run.config.vocab_size:
             raise UserError(f"token id {max_id} at step {step} is outside the model's {run.config.vocab_size} "
                             f"embedding rows; pass a larger --vocab-size (the data sidecar's vocab_size)")
-        tokens = torch.from_numpy(batch.astype(np.int64)).to(s.device)
+        tokens = torch.from_numpy(batch[rows_of_rank].astype(np.int64)).to(device)
         lr = lr_at(step, total, run.peak_lr, s.warmup_frac, s.min_lr_frac)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for a in range(0, s.batch_size, micro):
+        for a in range(0, local, micro):
             x, y = tokens[a : a + micro, :-1], tokens[a : a + micro, 1:]
-            logits = model(x)  # (b, T, vocab)
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-            (loss * (x.size(0) / s.batch_size)).backward()
+            with no_sync(net, last=a + micro >= local):
+                logits = net(x)  # (b, T, vocab)
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+                # scaled to this rank's share; DDP's all-reduce then averages the W shares
+                (loss * (x.size(0) / local)).backward()
             loss_sum += loss.item() * x.size(0)
-        loss_value = loss_sum / s.batch_size
+        loss_value = ranks.sum(loss_sum, device) / s.batch_size
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip).item()
         # A non-finite gradient would poison the weights: stop before the update, so every saved
         # checkpoint stays finite.
@@ -305,11 +322,14 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         done = step + 1
         if done in schedule:
             # The log first: a kill between the two then loses no rows (resume drops rows >= its start).
-            _write_log(rows, log_path, run, params, s, order)
-            sha = save_checkpoint(model_dir / f"step{done}", model, opt, done, state_meta)
+            sha = None
+            if ranks.is_main:
+                _write_log(rows, log_path, run, params, s, order)
+                sha = save_checkpoint(model_dir / f"step{done}", model, opt, done, state_meta)
             run.checkpoints.append(_record(order, run, model_dir, done, sha))
             last_good = done
             on_checkpoint()
+            ranks.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
     bar.close()
 
 
@@ -346,10 +366,18 @@ def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
         return
     old = json.loads((model_dir / f"step{step}" / STATE_JSON).read_text())
     keys = ("settings", "total_steps", "data_sha256")
-    if any(old.get(k) != json.loads(json.dumps(meta[k])) for k in keys):
+    if any(_what(old.get(k)) != _what(json.loads(json.dumps(meta[k]))) for k in keys):
         raise UserError(
             f"{model_dir} holds a run with other settings; use another --out, or delete the folder to start over"
         )
+
+
+def _what(value):
+    """Settings that decide what is computed: not how (device, micro-batch; ranks are not recorded),
+    so a run may resume on another device or world size."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in ("device", "micro_batch")}
+    return value
 
 
 def _record(order: TrainingOrder, run: _Run, model_dir: Path, step: int, sha: str) -> dict:

@@ -1,0 +1,102 @@
+"""Data-parallel training (`pythia_suite.distributed`, `pythia-suite train --nproc-per-node`) on
+2 CPU processes over gloo, rendezvous on 127.0.0.1.
+
+    .venv/bin/python -m pytest tests/test_distributed.py -q
+
+2-rank DDP with one micro-batch per rank computes exactly what one process computes with
+--micro-batch B/2: the checkpoints' bytes and every logged loss, gradient norm and fingerprint
+are identical, and a run resumes from any checkpoint with any number of ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from _train_helpers import BATCH, build_data, one_error_line, run_cli, weight_hashes
+
+STEPS, EVERY = 4, 4  # checkpoints 0, 1, 2, 4
+COLUMNS = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory) -> Path:
+    return build_data(tmp_path_factory.mktemp("ddp_data"))
+
+
+@pytest.fixture(scope="module")
+def single(prefix, tmp_path_factory) -> Path:
+    """The reference: one process, micro-batches of B/2."""
+    out = tmp_path_factory.mktemp("single") / "suite"
+    assert train_cli(prefix, out, "--micro-batch", str(BATCH // 2)).returncode == 0
+    return out
+
+
+def train_cli(prefix: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`pythia-suite train` in a process of one thread, as every rank runs (CPU matrix products
+    with another thread count add in another order)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "pythia_suite", "train", "--data", str(prefix), "--out", str(out),
+                           "--sizes", "micro-50k", "--steps", str(STEPS), "--batch-size", str(BATCH),
+                           "--checkpoint-every", str(EVERY), "--quiet", *extra],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def train_ddp(prefix: Path, out: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    return train_cli(prefix, out, "--nproc-per-node", str(nproc))
+
+
+def log(suite: Path) -> pd.DataFrame:
+    return pd.read_parquet(suite / "micro-50k" / "train_log.parquet")[COLUMNS]
+
+
+def test_two_rank_ddp_is_bit_identical_to_micro_batch_accumulation(prefix, single, tmp_path):
+    out = tmp_path / "ddp"
+    proc = train_ddp(prefix, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote") == 1  # rank 0 speaks for the job
+    assert sorted(weight_hashes(out, "micro-50k")) == [0, 1, 2, 4]
+    assert weight_hashes(out, "micro-50k") == weight_hashes(single, "micro-50k")
+    pd.testing.assert_frame_equal(log(out), log(single))
+    a, b = (json.loads((d / "checkpoints_manifest.json").read_text()) for d in (out, single))
+    assert a["models"][0]["checkpoints"] == b["models"][0]["checkpoints"]  # same steps, same sha256
+    assert a["data"] == b["data"]
+
+
+@pytest.mark.parametrize("first, then", [(1, 2), (2, 1)])
+def test_resume_from_any_checkpoint_with_any_world_size(prefix, single, tmp_path, first, then):
+    """A run stopped after checkpoint step2 (later folders gone), resumed with another world size."""
+    out = tmp_path / "r"
+    if first == 1:
+        shutil.copytree(single, out)
+    else:
+        assert train_ddp(prefix, out).returncode == 0
+    shutil.rmtree(out / "micro-50k" / "step4")
+    if then == 2:
+        proc = train_ddp(prefix, out)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        assert train_cli(prefix, out, "--micro-batch", str(BATCH // 2)).returncode == 0
+    assert weight_hashes(out, "micro-50k") == weight_hashes(single, "micro-50k")
+    pd.testing.assert_frame_equal(log(out), log(single))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--batch-size", "7"], "--batch-size 7 does not split evenly over 2 ranks"),
+    (["--batch-size", "6", "--micro-batch", "2"], "--batch-size 6 is not divisible by 2 ranks x --micro-batch 2"),
+    (["--nproc-per-node", "0"], "--nproc-per-node 0: give at least 1 process"),
+])
+def test_cli_bad_distributed_input(prefix, tmp_path, capsys, extra, message):
+    base = ["train", "--data", prefix, "--out", tmp_path / "out", "--sizes", "micro-50k", "--steps", "2", "--quiet"]
+    if "--nproc-per-node" not in extra:
+        extra = ["--nproc-per-node", "2", *extra]
+    rc, _, err = run_cli(capsys, *base, *extra)
+    assert rc == 2 and message in one_error_line(err)
+    assert not (tmp_path / "out").exists()
