@@ -178,7 +178,7 @@ def cmd_train(args) -> int:
     settings = TrainSettings(
         sizes=args.sizes, steps=args.steps, batch_size=args.batch_size, micro_batch=args.micro_batch,
         seed=args.seed, data_seed=args.data_seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
-        vocab_size=args.vocab_size, device=args.device, suite=args.suite,
+        vocab_size=args.vocab_size, device=args.device, suite=args.suite, parallel=args.parallel,
     )
     manifest = train(args.data, args.out, settings, progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":
@@ -210,6 +210,8 @@ def add_train(subparsers) -> None:
     p.add_argument("--suite", help="suite name (default: the --out folder's name)")
     p.add_argument("--nproc-per-node", type=int, help="data-parallel over N processes of this machine (launches "
                    "torchrun; each rank trains a contiguous slice of every batch; gloo on CPU, nccl on CUDA)")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                   help="with several ranks: DDP (default) or FSDP2 (parameters sharded, gathered for checkpoints)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

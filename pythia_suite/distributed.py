@@ -4,7 +4,9 @@
     pythia-suite train --nproc-per-node 2 --data data/corpus --out suite ...   # launches the same
 
 Each rank takes a contiguous slice of ``order.batch(step)`` (GPT-NeoX's rule: rank r gets rows
-``[r*B/W, (r+1)*B/W)``), DDP averages the gradients, and rank 0 logs the *global* batch's
+``[r*B/W, (r+1)*B/W)``), DDP averages the gradients (or FSDP2, ``--parallel fsdp``, shards every
+block's parameters, gradients and optimizer state and gathers them whole for each checkpoint,
+matching DDP within float rounding), and rank 0 logs the *global* batch's
 fingerprint and writes every checkpoint, log and manifest, in the same format as a
 single-process run. With one micro-batch per rank, W-rank DDP computes exactly what one process
 computes with ``--micro-batch B/W``: each rank's gradient is that micro-batch's, and the
@@ -92,14 +94,70 @@ def local_device(device: str, ranks: Ranks) -> str:
     return device
 
 
-def wrap(model: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
-    """The module to run forward/backward through: DDP over `model` (same parameters) when distributed."""
+PARALLEL = ("ddp", "fsdp")
+
+
+def wrap(model: torch.nn.Module, ranks: Ranks, parallel: str = "ddp") -> torch.nn.Module:
+    """The module to run forward/backward through when distributed: DDP over `model` (same
+    parameters), or `model` itself with every block and the root sharded in place by FSDP2
+    (`fully_shard`: parameters become DTensors; build the optimizer afterwards)."""
+    if parallel not in PARALLEL:
+        raise UserError(f"--parallel {parallel!r}: choose one of {', '.join(PARALLEL)}")
     if not ranks.distributed:
         return model
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.gpt_neox.layers:
+            fully_shard(layer)
+        return fully_shard(model)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [model.embed_out.weight.device] if model.embed_out.weight.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)  # the model has no buffers to sync
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(model.embed_out.weight, DTensor)
+
+
+def full_tensor(x: torch.Tensor) -> torch.Tensor:
+    """A DTensor gathered (e.g. FSDP2's gradient norm); any other tensor as it is."""
+    return x.full_tensor() if hasattr(x, "full_tensor") else x
+
+
+def param_names(model: torch.nn.Module) -> list[str]:
+    """Parameter names in the optimizer's index order (matrices first, then the rest: `train._optimizer`)."""
+    named = list(model.named_parameters())
+    return [n for n, p in named if p.ndim >= 2] + [n for n, p in named if p.ndim < 2]
+
+
+def gather(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict[int, dict]]:
+    """The full (unsharded) weights and optimizer state of an FSDP2 model, on the CPU; a collective
+    (every rank calls it). Optimizer state is keyed by index, as a single process stores it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=options)
+    if not opt.state:  # before the first step; asking would initialise the state with a zero-gradient step
+        return weights, {}
+    state = get_optimizer_state_dict(model, opt, options=options).get("state", {})
+    return weights, {i: state[n] for i, n in enumerate(param_names(model)) if n in state}
+
+
+def scatter_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[int, dict]) -> None:
+    """Load index-keyed full optimizer state (as saved by a single process) into FSDP2's shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict, set_optimizer_state_dict
+
+    if not state:  # saved before the first step: nothing to load
+        return
+    options = StateDictOptions(full_state_dict=True)
+    template = get_optimizer_state_dict(model, opt, options=options)
+    names = param_names(model)
+    template["state"] = {names[i]: v for i, v in state.items()}
+    set_optimizer_state_dict(model, opt, template, options=options)
 
 
 def no_sync(net: torch.nn.Module, last: bool):

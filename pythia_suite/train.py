@@ -40,7 +40,8 @@ from .checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
 from .data.order import TrainingOrder, batch_fingerprint
 from .data.sidecar import read_sidecar
 from .devices import resolve_device
-from .distributed import Ranks, local_device, no_sync, ranks_from_env, wrap
+from .distributed import (Ranks, full_tensor, gather, is_sharded, local_device, no_sync, ranks_from_env,
+                          scatter_optimizer_state, wrap)
 from .errors import UserError
 from .fileio import honour_umask, sha256_file
 from .model import GPTNeoX
@@ -74,6 +75,7 @@ class TrainSettings:
     vocab_size: int | None = None  # default: the data sidecar's vocabulary
     device: str = "cpu"
     suite: str | None = None  # suite name; default: the output folder's name
+    parallel: str = "ddp"  # with several ranks: "ddp" or "fsdp" (FSDP2)
 
 
 def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_frac: float) -> float:
@@ -99,7 +101,7 @@ def _optimizer(model: torch.nn.Module, s: TrainSettings, peak: float) -> torch.o
 # ---- checkpoint files -------------------------------------------------------------------------
 
 
-def save_checkpoint(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict) -> str:
+def save_checkpoint(folder: Path, model: GPTNeoX, opt_state: dict[int, dict], step: int, meta: dict) -> str:
     """Write weights (HF format) and trainer state to `folder` atomically; return the weights' sha256.
 
     trainer_state.json records the sha256 of both tensor files, hashed before the folder is in
@@ -109,7 +111,7 @@ def save_checkpoint(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, st
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     tensors = {"rng_cpu": torch.get_rng_state()}
-    for i, state in opt.state_dict()["state"].items():
+    for i, state in opt_state.items():
         for k, v in state.items():
             tensors[f"opt.{i}.{k}"] = v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
     save_file(tensors, tmp / STATE_WEIGHTS, metadata={"format": "pt"})
@@ -126,13 +128,29 @@ def save_checkpoint(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, st
 def load_trainer_state(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer) -> None:
     tensors = load_file(folder / STATE_WEIGHTS)
     torch.set_rng_state(tensors.pop("rng_cpu"))
-    sd = opt.state_dict()
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         _, i, k = key.split(".", 2)
         state.setdefault(int(i), {})[k] = v
+    if is_sharded(model):
+        scatter_optimizer_state(model, opt, state)
+        return
+    sd = opt.state_dict()
     sd["state"] = state
     opt.load_state_dict(sd)
+
+
+def _save(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict, ranks: Ranks) -> str | None:
+    """Rank 0 writes the checkpoint; an FSDP2 model's shards are gathered whole first (all ranks)."""
+    if is_sharded(model):
+        weights, state = gather(model, opt)
+        if not ranks.is_main:
+            return None
+        model = GPTNeoX(model.config)
+        model.load_state_dict(weights)
+    else:
+        state = opt.state_dict()["state"]
+    return save_checkpoint(folder, model, state, step, meta) if ranks.is_main else None
 
 
 def _resume_point(model_dir: Path, schedule: list[int]) -> int | None:
@@ -252,7 +270,6 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     device = device or s.device
     torch.manual_seed(s.seed)
     model = GPTNeoX(run.config).to(device)
-    opt = _optimizer(model, s, run.peak_lr)
     log_path = model_dir / "train_log.parquet"
     state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
                   "data_sha256": data_sha, "pythia_suite_version": __version__}
@@ -260,17 +277,19 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
 
     start = _resume_point(model_dir, schedule)
     ranks.barrier()  # every rank has chosen where to start before rank 0 writes step0
+    if start is not None:
+        folder = model_dir / f"step{start}"
+        _verify_resume_point(folder, (recorded or {}).get(start))
+        model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())  # whole, before any sharding
+    net = wrap(model, ranks, s.parallel)  # what forward/backward run through; `model` holds the same parameters
+    opt = _optimizer(model, s, run.peak_lr)  # after sharding: FSDP2 parameters are DTensors
     if start is None:
         start = 0
         rows: list[dict] = []
-        sha = save_checkpoint(model_dir / "step0", model, opt, 0, state_meta) if ranks.is_main else None
-        run.checkpoints = [_record(order, run, model_dir, 0, sha)]
+        run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", model, opt, 0, state_meta, ranks))]
         on_checkpoint()
         ranks.barrier()
     else:
-        folder = model_dir / f"step{start}"
-        _verify_resume_point(folder, (recorded or {}).get(start))
-        model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())
         load_trainer_state(folder, model, opt)
         per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # _write_log adds the keys
         rows = pd.read_parquet(log_path).query("step < @start")[per_step].to_dict("records") if log_path.exists() else []
@@ -281,7 +300,6 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     params = total_params(run.config)
     last_good = max(c["step"] for c in run.checkpoints)
     model.train()
-    net = wrap(model, ranks)  # what forward/backward run through; `model` holds the same parameters
     bar = tqdm(range(start, total), desc=run.name, unit="step", disable=None if progress and ranks.is_main else True,
                leave=False, initial=start, total=total)
     micro = ranks.check_batch(s.batch_size, s.micro_batch)
@@ -307,7 +325,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
                 (loss * (x.size(0) / local)).backward()
             loss_sum += loss.item() * x.size(0)
         loss_value = ranks.sum(loss_sum, device) / s.batch_size
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip).item()
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)).item()
         # A non-finite gradient would poison the weights: stop before the update, so every saved
         # checkpoint stays finite.
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -322,10 +340,9 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         done = step + 1
         if done in schedule:
             # The log first: a kill between the two then loses no rows (resume drops rows >= its start).
-            sha = None
             if ranks.is_main:
                 _write_log(rows, log_path, run, params, s, order)
-                sha = save_checkpoint(model_dir / f"step{done}", model, opt, done, state_meta)
+            sha = _save(model_dir / f"step{done}", model, opt, done, state_meta, ranks)
             run.checkpoints.append(_record(order, run, model_dir, done, sha))
             last_good = done
             on_checkpoint()
@@ -373,10 +390,10 @@ def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
 
 
 def _what(value):
-    """Settings that decide what is computed: not how (device, micro-batch; ranks are not recorded),
+    """Settings that decide what is computed: not how (device, micro-batch, DDP or FSDP; ranks are not recorded),
     so a run may resume on another device or world size."""
     if isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in ("device", "micro_batch")}
+        return {k: v for k, v in value.items() if k not in ("device", "micro_batch", "parallel")}
     return value
 
 
