@@ -163,6 +163,15 @@ def add_data(subparsers) -> None:
 def cmd_train(args) -> int:
     from .train import TrainSettings, train
 
+    if args.resume_from is not None:
+        if args.nproc_per_node is not None:
+            raise UserError("an intervention (--resume-from) runs in one process; drop --nproc-per-node")
+        return cmd_train_intervention(args)
+    if args.data is None or args.out is None:
+        raise UserError("train needs --data and --out (or --resume-from SUITE/MODEL@STEP for an intervention)")
+    if args.name or args.transform or args.word_map or args.from_fraction is not None:
+        raise UserError("--name, --transform, --word-map and --from-fraction go with --resume-from")
+
     if args.nproc_per_node is not None and "WORLD_SIZE" not in os.environ:
         from .distributed import Ranks, launch
 
@@ -194,8 +203,8 @@ def add_train(subparsers) -> None:
              cmd_train)
     p.epilog += (f"\n\nsizes:\n  micro (CPU): {', '.join(MICRO_SIZES)}\n"
                  f"  pythia:      {', '.join(PYTHIA_SIZES)} (also as pythia-70m, ...)")
-    p.add_argument("--data", required=True, help="preshuffled dataset prefix (from `data build`)")
-    p.add_argument("--out", required=True, help="suite folder: SUITE/<model>/step<N>/ and the manifest")
+    p.add_argument("--data", help="preshuffled dataset prefix (from `data build`)")
+    p.add_argument("--out", help="suite folder: SUITE/<model>/step<N>/ and the manifest")
     p.add_argument("--sizes", nargs="+", default=list(MICRO_SIZES), help="sizes to train (default: the micro family)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: every full batch of the data)")
     p.add_argument("--batch-size", type=int, default=1024, help="sequences per step (default 1024, Pythia's)")
@@ -213,6 +222,28 @@ def add_train(subparsers) -> None:
     p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
                    help="with several ranks: DDP (default) or FSDP2 (parameters sharded, gathered for checkpoints)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("intervention: continue a trained model with transformed data (pythia_suite.intervention)")
+    g.add_argument("--resume-from", metavar="SUITE/MODEL[@STEP]",
+                   help="the parent model and the checkpoint to start from (or give --from-fraction)")
+    g.add_argument("--from-fraction", type=float, help="transform the last FRACTION of the steps (0.07, 0.21 as Pythia)")
+    g.add_argument("--transform", choices=("pronoun-swap", "word-map"), help="default pronoun-swap")
+    g.add_argument("--word-map", help="JSON {\"word\": \"replacement\"} for --transform word-map (single tokens only)")
+    g.add_argument("--name", help="name of the new model in the parent's manifest")
+    g.add_argument("--tokenizer", help="the data's tokenizer.json (default: the manifest's)")
+    p.epilog += ("\n\nintervention:\n  pythia-suite train --resume-from suite/micro-1m --from-fraction 0.07 "
+                 "--transform pronoun-swap --name micro-1m-swap")
+
+
+def cmd_train_intervention(args) -> int:
+    from .intervention import run_intervention
+
+    if not args.name:
+        raise UserError("--resume-from needs --name for the new model")
+    manifest = run_intervention(args.resume_from, args.name, args.transform or "pronoun-swap", args.word_map,
+                                args.from_fraction, args.tokenizer,
+                                args.device if args.device != "cpu" else None, progress=not args.quiet)
+    print(f"wrote {args.name} into {manifest}")
+    return 0
 
 
 # ---- checkpoints ------------------------------------------------------------------------------

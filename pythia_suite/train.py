@@ -259,7 +259,17 @@ def _pad_vocab(vocab: int, multiple: int = 128) -> int:
 
 def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
                 s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None,
-                recorded: dict[int, str] | None = None, ranks: Ranks = Ranks(), device: str | None = None) -> None:
+                recorded: dict[int, str] | None = None, ranks: Ranks = Ranks(), device: str | None = None,
+                transform=None, start_from: tuple[int, Path, str | None] | None = None,
+                extra_meta: dict | None = None) -> None:
+    """Train one model to `total` steps, resuming from its newest checkpoint.
+
+    `transform(step, batch) -> batch` (optional) changes each batch before it is trained on (and
+    fingerprinted); it must keep the shape. `start_from` = (step, checkpoint folder of another
+    model, its recorded sha256): where a model with no checkpoint of its own starts, weights,
+    optimizer and RNG state included (an intervention continuing its parent). `extra_meta` goes into the trainer state,
+    and a resume refuses a folder whose trainer state records another one.
+    """
     from tqdm.auto import tqdm
 
     # cuBLAS refuses deterministic mode without a fixed workspace; harmless on other devices.
@@ -272,18 +282,26 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     model = GPTNeoX(run.config).to(device)
     log_path = model_dir / "train_log.parquet"
     state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
-                  "data_sha256": data_sha, "pythia_suite_version": __version__}
+                  "data_sha256": data_sha, "pythia_suite_version": __version__} | (extra_meta or {})
     _check_settings(model_dir, schedule, state_meta)
 
     start = _resume_point(model_dir, schedule)
     ranks.barrier()  # every rank has chosen where to start before rank 0 writes step0
-    if start is not None:
+    own = start is not None  # False: starting from another model's checkpoint (an intervention)
+    if start is None and start_from is not None:
+        start, folder, sha = start_from
+        _verify_resume_point(folder, sha)
+    elif start is not None:
         folder = model_dir / f"step{start}"
         _verify_resume_point(folder, (recorded or {}).get(start))
+    if start is not None:
         model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())  # whole, before any sharding
     net = wrap(model, ranks, s.parallel)  # what forward/backward run through; `model` holds the same parameters
     opt = _optimizer(model, s, run.peak_lr)  # after sharding: FSDP2 parameters are DTensors
-    if start is None:
+    if start is not None and not own:
+        load_trainer_state(folder, model, opt)
+        rows, run.checkpoints = [], []  # the steps before `start` and their checkpoints are the other model's
+    elif start is None:
         start = 0
         rows: list[dict] = []
         run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", model, opt, 0, state_meta, ranks))]
@@ -298,7 +316,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
             for st in schedule if st <= start and (model_dir / f"step{st}" / WEIGHTS).is_file()
         ]
     params = total_params(run.config)
-    last_good = max(c["step"] for c in run.checkpoints)
+    last_good = max((c["step"] for c in run.checkpoints), default=start)
     model.train()
     bar = tqdm(range(start, total), desc=run.name, unit="step", disable=None if progress and ranks.is_main else True,
                leave=False, initial=start, total=total)
@@ -306,7 +324,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     rows_of_rank = ranks.rows(s.batch_size)
     local = rows_of_rank.stop - rows_of_rank.start
     for step in bar:
-        batch = order.batch(step)
+        batch = order.batch(step) if transform is None else transform(step, order.batch(step))
         if (max_id := int(batch.max())) >= run.config.vocab_size:
             raise UserError(f"token id {max_id} at step {step} is outside the model's {run.config.vocab_size} "
                             f"embedding rows; pass a larger --vocab-size (the data sidecar's vocab_size)")
@@ -382,7 +400,7 @@ def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
     if step is None:
         return
     old = json.loads((model_dir / f"step{step}" / STATE_JSON).read_text())
-    keys = ("settings", "total_steps", "data_sha256")
+    keys = ("settings", "total_steps", "data_sha256") + (("intervention",) if "intervention" in meta else ())
     if any(_what(old.get(k)) != _what(json.loads(json.dumps(meta[k]))) for k in keys):
         raise UserError(
             f"{model_dir} holds a run with other settings; use another --out, or delete the folder to start over"

@@ -1,0 +1,1 @@
+"""Scoring primitives shared by the case studies: greedy generation, log-likelihoods, the harness adapter."""
