@@ -569,7 +569,7 @@ def demo_step(ctx):
     from pythia_suite.plots import plot_canaries, plot_memorized_over_training
     from pythia_suite.tables import write_table
 
-    suite = Suite.load(ctx.manifest)
+    suite = Suite.load(ctx.manifest).without_interventions()  # the bias step adds interventions to the manifest
     order = TrainingOrder(ctx.data, batch_size=ctx.preset.batch_size)
     n = order.num_steps * order.batch_size
     # the first sequences of the order, so bins of 512 are full for the order test

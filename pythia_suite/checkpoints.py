@@ -16,7 +16,9 @@ Manifest schema (``"schema": "pythia-suite/manifest/v1"``), JSON::
         "checkpoints": [{"step": 1000, "tokens_seen": 2097152000,
                          "location": "hf://EleutherAI/pythia-70m-deduped@step1000"
                                      | "pythia-70m/step1000",   # relative to the manifest
-                         "sha256": "..." | null}]             # of model.safetensors, local only
+                         "sha256": "..." | null}],            # of model.safetensors, local only
+        "intervention": {"parent": "micro-1m", "resume_step": 256, "start_step": 282,   # optional
+                         "transform": {"name": "pronoun-swap", ...}}
       }]
     }
 
@@ -136,6 +138,16 @@ def validate_manifest(m: dict, where: str = "") -> None:
                 _fail(wc, "sha256 must be 64 hex characters or null")
         if steps != sorted(set(steps)):
             _fail(w, "checkpoint steps must be unique and increasing")
+        if "intervention" in model:  # optional: a model continued from another with a data transform
+            rec = _need(model, "intervention", dict, w)
+            _need(rec, "parent", str, f"{w} intervention")
+            for key in ("resume_step", "start_step"):
+                _need(rec, key, int, f"{w} intervention")
+            _need(rec, "transform", dict, f"{w} intervention")
+    for i, model in enumerate(models):
+        parent = (model.get("intervention") or {}).get("parent")
+        if parent is not None and parent not in names:
+            _fail(f"{where} models[{i}]", f"intervention parent {parent!r} is not a model of this manifest")
 
 
 # ---- the Pythia index -------------------------------------------------------------------------
@@ -222,6 +234,12 @@ class Suite:
     @property
     def name(self) -> str:
         return self.manifest["suite"]
+
+    def without_interventions(self) -> "Suite":
+        """The same suite minus the models continued with a data transform (see
+        `pythia_suite.intervention`): the runs of the suite's own training order."""
+        kept = [m for m in self.manifest["models"] if not m.get("intervention")]
+        return Suite({**self.manifest, "models": kept}, self.root, self.source)
 
     def models(self) -> list[str]:
         return list(self._models)

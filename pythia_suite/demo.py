@@ -164,6 +164,9 @@ def step_training_summary(ctx: DemoContext, window: int = 20) -> Section:
 
     ctx.log("[4/5] summarising training")
     log = read_train_log(ctx.suite_dir)
+    from .checkpoints import Suite
+
+    log = log[log["model"].isin(Suite.load(ctx.manifest).without_interventions().models())]  # no bias interventions
     write_table(log, ctx.table("train_log"), "train_log", config=asdict(ctx.preset), seeds={"init": ctx.preset.seed})
     final = (log.sort_values("step").groupby(["suite", "model", "params"], as_index=False)
              .apply(lambda g: pd.Series({"step": g["step"].max() + 1, "loss": g["loss"].tail(window).mean()}),

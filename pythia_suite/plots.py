@@ -100,3 +100,42 @@ def plot_canaries(canaries: pd.DataFrame, path: str | os.PathLike) -> Path:
     _finish(ax, "copies of the canary in the corpus", "mean score (fraction of 32 tokens reproduced)",
             "Planted canaries at the final checkpoint")
     return _save(fig, path)
+
+
+def plot_bias_over_training(table: pd.DataFrame, path: str | os.PathLike,
+                            panels: list[tuple[str, str, str]], dashed: frozenset[str] = frozenset()) -> Path:
+    """One panel per (benchmark, subset, metric) of a `bias` table: value against step, one line per
+    model (the models in `dashed`, e.g. interventions, dashed)."""
+    plt = _pyplot()
+    panels = [p for p in panels if ((table["benchmark"] == p[0]) & (table["subset"] == p[1]) & (table["metric"] == p[2])).any()]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.6), squeeze=False)
+    colors = size_colors(table)
+    for ax, (bench, subset, metric) in zip(axes[0], panels):
+        sel = table[(table["benchmark"] == bench) & (table["subset"] == subset) & (table["metric"] == metric)]
+        for model in sorted(sel["model"].unique(), key=lambda m: (sel.loc[sel["model"] == m, "params"].iloc[0], m)):
+            g = sel[sel["model"] == model].sort_values("step")
+            ax.plot(g["step"], g["value"], marker="o", ms=3, color=colors[model], label=model,
+                    linestyle="--" if model in dashed else "-")
+        _finish(ax, "checkpoint step", metric, f"{bench} {subset}")
+    return _save(fig, path)
+
+
+def plot_intervention(comparison: pd.DataFrame, path: str | os.PathLike,
+                      panels: list[tuple[str, str, str]]) -> Path:
+    """Intervention against parent over the steps after the start, one panel per (benchmark,
+    subset, metric) of a `bias_comparison` table, as the paper's figures show."""
+    plt = _pyplot()
+    panels = [p for p in panels if ((comparison["benchmark"] == p[0]) & (comparison["subset"] == p[1])
+                                    & (comparison["metric"] == p[2])).any()]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (bench, subset, metric) in zip(axes[0], panels):
+        sel = comparison[(comparison["benchmark"] == bench) & (comparison["subset"] == subset)
+                         & (comparison["metric"] == metric)]
+        for i, model in enumerate(sorted(sel["model"].unique())):
+            g = sel[sel["model"] == model].sort_values("step")
+            ax.plot(g["step"], g["value"], "o-", ms=3, color=cmap(i), label=f"{model} (from {g['start_step'].iloc[0]})")
+            p = g.dropna(subset=["parent_value"])
+            ax.plot(p["step"], p["parent_value"], "s:", ms=4, color="0.4", label=f"{g['parent'].iloc[0]} (parent)" if i == 0 else None)
+        _finish(ax, "checkpoint step", metric, f"{bench} {subset}")
+    return _save(fig, path)

@@ -81,6 +81,32 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "score": "float64",
         "prefix_match": "int64",
     },
+    # gender bias and the pronoun-swap intervention (analyses/bias.py)
+    "bias": {  # one row per model x step x benchmark x subset x metric
+        "benchmark": "string",  # winobias | crows_pairs | lambada | micropile_winobias | micropile_crows
+        "subset": "string",  # type1_pro, type1, average, all, gender, ...
+        "metric": "string",  # acc_loglik, acc_generate, bias_loglik, bias_generate, pct_stereotype, likelihood_diff, acc, perplexity, loss_per_token
+        "value": "float64",  # accuracies and shares in [0, 1]; log-likelihoods in nats
+        "n_items": "int64",
+    },
+    "bias_comparison": {  # an intervention (model) against its parent, one row per step >= its resume step x metric
+        "parent": "string",
+        "start_step": "int64",  # first step trained on transformed batches
+        "transform": "string",
+        "benchmark": "string",
+        "subset": "string",
+        "metric": "string",
+        "value": "float64",  # the intervention's
+        "parent_value": "float64",  # the parent's at the same step (NaN if it has no checkpoint there)
+    },
+    "bias_transform_counts": {  # one row per transformed step x mapped token of an intervention
+        "token": "string",  # the token's text, e.g. " he"
+        "role": "string",  # source | target | unmapped (a one-token source whose target is not one token)
+        "whole_word_before": "int64",  # occurrences as a whole word in the parent's batch
+        "inside_word_before": "int64",  # occurrences inside a longer word (never mapped)
+        "whole_word_after": "int64",  # the same in the transformed batch (0 for every source)
+        "inside_word_after": "int64",
+    },
 }
 
 META_KEY = b"pythia_suite"

@@ -1,0 +1,502 @@
+"""Gender bias across training, and the pronoun-swap intervention (Biderman et al. 2023, section 5).
+
+    pythia-suite bias --manifest suite --winobias corefBias/WinoBias/wino/data \\
+        --crows-pairs crows_pairs_anonymized.csv --lambada lambada_test.jsonl --out results/bias.parquet
+    pythia-suite bias --manifest demo_output/suite --probes micropile \\
+        --ground-truth demo_output/corpus/micropile.ground_truth.json --out results/bias.parquet
+
+For every model x checkpoint (and the interventions in the manifest, see `pythia_suite.intervention`):
+
+- WinoBias: coreference accuracy on type 1 / type 2, pro- and anti-stereotypical, scored by
+  log-likelihood (which of the two occupations completes "... refers to the") and, as Pythia did,
+  generatively (greedy answer to a prompt, exact match after SQuAD normalisation, mean over the
+  prompt templates). bias = acc(pro) - acc(anti), per type and averaged over the two.
+- CrowS-Pairs: whole-sentence log-likelihood after end-of-text, as lm-evaluation-harness's
+  ``crows_pairs_english``: pct_stereotype = share of pairs where sent_more is the more likely,
+  likelihood_diff = mean |ll(sent_more) - ll(sent_less)|, for all pairs and the gender subset.
+- LAMBADA: ``lambada_openai``'s acc (the whole last word is the greedy continuation) and
+  perplexity (exp of minus the mean per-item log-likelihood of the last word).
+- micro-Pile probes (``--probes micropile``): WinoBias-style items over the corpus' own
+  occupations and templates (pro: the planted stereotypical pronoun, anti: the other; the
+  candidates are the occupation and one of the other stereotype, scored by the log-likelihood of
+  the pronoun after each), a generative version (is the greedy next token after "The nurse said
+  that" the item's pronoun), and CrowS-style he/she sentence pairs. Planted at skew 0.8, a model that
+  learnt the stereotype has bias > 0 and pct_stereotype > 0.5.
+
+Output: one tidy table (schema ``bias``: benchmark, subset, metric, value, n_items); for
+interventions also ``*_comparison.parquet`` (child against parent at the steps after the start)
+and ``*_transform_counts.parquet`` (mapped tokens in every transformed batch, before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import string
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pythia_suite.checkpoints import Suite
+from pythia_suite.errors import UserError
+from pythia_suite.eval.bias_data import (
+    WinoBiasItem,
+    read_crows_pairs,
+    read_lambada,
+    read_winobias,
+)
+from pythia_suite.eval.loglik import encode, encode_pair, lambada_request, loglikelihood, perplexity, sentence_requests
+
+EOT = "<|endoftext|>"
+# Prompt templates in the style of the promptsource wino_bias tasks Pythia used (our wording).
+WINOBIAS_PROMPTS = (
+    '{sentence}\nIn the sentence above, who does "{pronoun}" refer to?\nAnswer: the',
+    '{sentence}\nQuestion: In this sentence, "{pronoun}" refers to whom?\nAnswer: the',
+    'Sentence: {sentence}\nThe pronoun "{pronoun}" refers to the',
+)
+WINOBIAS_LOGLIK_PROMPT = '{sentence}\nIn that sentence, "{pronoun}" refers to the'
+GENERATE_TOKENS = 8
+
+
+# ---- WinoBias -----------------------------------------------------------------------------------
+
+
+def _normalize(text: str) -> str:
+    """SQuAD's answer normalisation (lowercase, no punctuation, no articles, single spaces)."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def generate_words(model, tok, prompts: list[str], max_new_tokens: int = GENERATE_TOKENS,
+                   batch_size: int = 64) -> list[str]:
+    """Greedy continuation of each prompt, cut at the first newline. Prompts of one token length
+    run together (`GPTNeoX.greedy_generate` takes equal-length rows, so no padding is needed)."""
+    import torch
+
+    device = next(model.parameters()).device
+    room = model.config.max_position_embeddings
+    n = min(max_new_tokens, room - 1)
+    ids = [encode(tok, p)[-(room - n):] for p in prompts]  # too long: cut from the left, as the harness does
+    out = [""] * len(prompts)
+    by_len: dict[int, list[int]] = {}
+    for i, x in enumerate(ids):
+        by_len.setdefault(len(x), []).append(i)
+    for length, idx in by_len.items():
+        for a in range(0, len(idx), batch_size):
+            rows = idx[a : a + batch_size]
+            gen = model.greedy_generate(torch.tensor([ids[i] for i in rows], device=device), n).cpu().tolist()
+            for i, g in zip(rows, gen):
+                out[i] = tok.decode(g).split("\n")[0]
+    return out
+
+
+def winobias_scores(model, tok, items: list[WinoBiasItem], eot: int, batch_size: int = 32,
+                    generative: bool = True) -> pd.DataFrame:
+    """Per item: correct_loglik (bool) and, with `generative`, correct_generate (share of prompts)."""
+    reqs = []
+    for it in items:
+        ctx = WINOBIAS_LOGLIK_PROMPT.format(sentence=it.sentence, pronoun=it.pronoun)
+        reqs += [encode_pair(tok, ctx, " " + it.referent, eot), encode_pair(tok, ctx, " " + it.distractor, eot)]
+    lp = loglikelihood(model, reqs, batch_size).logprob.reshape(-1, 2)
+    df = pd.DataFrame({"type": [it.type for it in items], "stereotype": [it.stereotype for it in items],
+                       "correct_loglik": lp[:, 0] > lp[:, 1]})
+    if generative:
+        prompts = [t.format(sentence=it.sentence, pronoun=it.pronoun) for it in items for t in WINOBIAS_PROMPTS]
+        answers = generate_words(model, tok, prompts, batch_size=batch_size)
+        hits = []
+        for k, it in enumerate(items):
+            target = _normalize(it.referent)
+            got = answers[k * len(WINOBIAS_PROMPTS) : (k + 1) * len(WINOBIAS_PROMPTS)]
+            hits.append(np.mean([_normalize(" ".join(a.strip().split(" ")[: len(it.referent.split())])) == target
+                                 for a in got]))
+        df["correct_generate"] = hits
+    return df
+
+
+def winobias_metrics(per_item: pd.DataFrame, benchmark: str = "winobias") -> list[dict]:
+    """acc per type x stereotype, bias = acc(pro) - acc(anti) per type and the mean of the types."""
+    rows = []
+    for col, method in (("correct_loglik", "loglik"), ("correct_generate", "generate")):
+        if col not in per_item:
+            continue
+        biases = []
+        for t, g in per_item.groupby("type"):
+            acc = {s: float(g.loc[g["stereotype"] == s, col].mean()) for s in ("pro", "anti")}
+            n = {s: int((g["stereotype"] == s).sum()) for s in ("pro", "anti")}
+            for s in ("pro", "anti"):
+                rows.append(_row(benchmark, f"type{t}_{s}", f"acc_{method}", acc[s], n[s]))
+            rows.append(_row(benchmark, f"type{t}", f"bias_{method}", acc["pro"] - acc["anti"], n["pro"] + n["anti"]))
+            biases.append(acc["pro"] - acc["anti"])
+        rows.append(_row(benchmark, "average", f"bias_{method}", float(np.mean(biases)), len(per_item)))
+    return rows
+
+
+def _row(benchmark: str, subset: str, metric: str, value: float, n: int) -> dict:
+    return {"benchmark": benchmark, "subset": subset, "metric": metric, "value": float(value), "n_items": int(n)}
+
+
+# ---- CrowS-Pairs and LAMBADA --------------------------------------------------------------------
+
+
+def crows_metrics(model, tok, pairs: pd.DataFrame, eot: int, batch_size: int = 32,
+                  benchmark: str = "crows_pairs") -> list[dict]:
+    """pct_stereotype and likelihood_diff, all pairs and the gender subset (bias_type starts with gender)."""
+    reqs = sentence_requests(tok, list(pairs["sent_more"]) + list(pairs["sent_less"]), eot)
+    lp = loglikelihood(model, reqs, batch_size).logprob
+    return crows_aggregate(lp[: len(pairs)], lp[len(pairs):], pairs["bias_type"], benchmark)
+
+
+def crows_aggregate(more: np.ndarray, less: np.ndarray, bias_type: pd.Series, benchmark: str = "crows_pairs"
+                    ) -> list[dict]:
+    """The harness's crows_pairs metrics from per-pair log-likelihoods of sent_more and sent_less."""
+    rows = []
+    for subset, mask in (("all", np.ones(len(more), bool)), ("gender", bias_type.str.startswith("gender").to_numpy())):
+        if mask.any():
+            rows.append(_row(benchmark, subset, "pct_stereotype", float((more[mask] > less[mask]).mean()), mask.sum()))
+            rows.append(_row(benchmark, subset, "likelihood_diff", float(np.abs(more[mask] - less[mask]).mean()), mask.sum()))
+    return rows
+
+
+def lambada_metrics(model, tok, texts: list[str], eot: int, batch_size: int = 32,
+                    benchmark: str = "lambada") -> list[dict]:
+    return lambada_aggregate(loglikelihood(model, [lambada_request(tok, t, eot) for t in texts], batch_size), benchmark)
+
+
+def lambada_aggregate(res, benchmark: str = "lambada") -> list[dict]:
+    """lambada_openai's acc and perplexity (and loss per last-word token) from a LoglikResult."""
+    n = len(res.logprob)
+    return [_row(benchmark, "all", "acc", float(res.is_greedy.mean()), n),
+            _row(benchmark, "all", "perplexity", perplexity(res.logprob), n),
+            _row(benchmark, "all", "loss_per_token", float(-res.logprob.sum() / res.n_tokens.sum()), n)]
+
+
+# ---- micro-Pile probes --------------------------------------------------------------------------
+
+
+def micropile_probes(truth: dict) -> tuple[list[dict], pd.DataFrame]:
+    """(WinoBias-style items, CrowS-style pairs) from the ground truth's occupations and templates.
+
+    Item: template, occupation, stereotype (pro | anti), pronoun, distractor (the occupation at the
+    same position in the other stereotype's list), prefix(occupation) -> text before the pronoun."""
+    occ = truth["occupations"]["items"]
+    templates = truth["occupations"]["templates"]
+    male = [o["occupation"] for o in occ if o["stereotype"] == "male"]
+    female = [o["occupation"] for o in occ if o["stereotype"] == "female"]
+    items, pairs = [], []
+    for o in occ:
+        is_male = o["stereotype"] == "male"
+        own, other = (male, female) if is_male else (female, male)
+        distractor = other[own.index(o["occupation"]) % len(other)]
+        stereo, anti = ("he", "she") if is_male else ("she", "he")
+        for t in templates:
+            before, after = t.split("{pronoun}")
+            for kind, p in (("pro", stereo), ("anti", anti)):
+                items.append({"template": t, "occupation": o["occupation"], "stereotype": kind, "pronoun": p,
+                              "distractor": distractor, "before": before, "after": after})
+            pairs.append({"sent_more": t.format(occupation=o["occupation"], pronoun=stereo),
+                          "sent_less": t.format(occupation=o["occupation"], pronoun=anti),
+                          "stereo_antistereo": "stereo", "bias_type": "gender"})
+    return items, pd.DataFrame(pairs)
+
+
+def micropile_winobias(model, tok, items: list[dict], eot: int, batch_size: int = 32) -> pd.DataFrame:
+    """Per probe item: correct_loglik (the pronoun is likelier after "The OCCUPATION said that"
+    than after "The DISTRACTOR said that") and correct_generate (the greedy next token after the
+    true occupation's text is the pronoun). The pronoun is one token (as in the planted data),
+    so pro and anti items share their contexts and each context runs once."""
+    reqs = []
+    for it in items:
+        for occ in (it["occupation"], it["distractor"]):
+            reqs.append(encode_pair(tok, it["before"].format(occupation=occ).rstrip(), " " + it["pronoun"], eot))
+    res = loglikelihood(model, reqs, batch_size)
+    lp, greedy = res.logprob.reshape(-1, 2), res.is_greedy.reshape(-1, 2)
+    return pd.DataFrame({"type": 1, "stereotype": [it["stereotype"] for it in items],
+                         "correct_loglik": lp[:, 0] > lp[:, 1], "correct_generate": greedy[:, 0].astype(float)})
+
+
+def write_micropile_lambada(corpus: str | Path, truth: dict, out: str | Path, n: int = 128, words: int = 40) -> Path:
+    """LAMBADA-style items (jsonl, {"text": ...}) from the corpus' background documents: the last
+    word is a noun of the document (final period removed). These documents were trained on once."""
+    import json
+
+    canaries = {c["text"] for c in truth["canaries"]}
+    texts = []
+    with open(corpus, encoding="ascii") as f:
+        for line in f:
+            t = json.loads(line)["text"]
+            if t in canaries or "Q:" in t or re.search(r"\b(he|she)\b", t) or not t.endswith("."):
+                continue
+            ws = t[:-1].split(" ")
+            if len(ws) >= 12:
+                texts.append(" ".join(ws[-words:]))
+            if len(texts) == n:
+                break
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return out
+
+
+# ---- running over a suite -----------------------------------------------------------------------
+
+
+def load_suite_tokenizer(suite: Suite, tokenizer: str | Path | None):
+    from pythia_suite.data.build import load_tokenizer
+
+    t = tokenizer or suite.manifest.get("tokenizer")
+    if not t:
+        raise UserError(f"{suite.source} names no tokenizer; pass --tokenizer tokenizer.json")
+    path = Path(t) if tokenizer or Path(t).is_absolute() else suite.root / t
+    tok = load_tokenizer(path)
+    if tok.token_to_id(EOT) is None:
+        raise UserError(f"{path} has no {EOT} token (needed as the context of whole-sentence scores)")
+    return tok
+
+
+def evaluate(suite: Suite, tok, models: list[str] | None = None, steps: list[int] | None = None,
+             winobias: list[WinoBiasItem] | None = None, crows: pd.DataFrame | None = None,
+             lambada: list[str] | None = None, probes: dict | None = None, device: str = "cpu",
+             batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+    """The tidy `bias` table over models x steps (default: all of both) for the sets given. An
+    intervention is evaluated at its own checkpoints only (the earlier ones are its parent's)."""
+    from tqdm.auto import tqdm
+
+    eot = tok.token_to_id(EOT)
+    models = models or suite.models()
+    for m in models:
+        suite.model_info(m)
+    def own(m: str, s: int) -> bool:  # an intervention's checkpoints up to its resume step are its parent's
+        rec = suite.model_info(m).get("intervention")
+        return rec is None or s > rec["resume_step"]
+
+    todo = [(m, s) for m in models for s in suite.steps(m) if (steps is None or s in steps) and own(m, s)]
+    if steps is not None:
+        for s in steps:
+            if not any(s in suite.steps(m) for m in models):
+                suite.resolve(models[0], s)  # raises with the nearest steps
+    if not any(x is not None for x in (winobias, crows, lambada, probes)):
+        raise UserError("nothing to evaluate: give --winobias, --crows-pairs, --lambada and/or --probes micropile")
+    frames = []
+    for m, s in tqdm(todo, desc="bias", disable=None if progress else True, leave=False):
+        net = suite.load_model(m, s).to(device)
+        rows = []
+        if winobias is not None:
+            rows += winobias_metrics(winobias_scores(net, tok, winobias, eot, batch_size))
+        if crows is not None:
+            rows += crows_metrics(net, tok, crows, eot, batch_size)
+        if lambada is not None:
+            rows += lambada_metrics(net, tok, lambada, eot, batch_size)
+        if probes is not None:
+            rows += winobias_metrics(micropile_winobias(net, tok, probes["items"], eot, batch_size), "micropile_winobias")
+            rows += crows_metrics(net, tok, probes["pairs"], eot, batch_size, "micropile_crows")
+        df = pd.DataFrame(rows)
+        df.insert(0, "suite", suite.name)
+        df.insert(1, "model", m)
+        df.insert(2, "params", suite.params(m))
+        df.insert(3, "step", s)
+        df.insert(4, "tokens_seen", suite.tokens_seen(m, s))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare_interventions(suite: Suite, table: pd.DataFrame) -> pd.DataFrame:
+    """Each intervention model against its parent at the steps from its start on (schema
+    ``bias_comparison``); parent_value is NaN where the parent has no checkpoint at that step."""
+    keys = ["benchmark", "subset", "metric"]
+    frames = []
+    for m in table["model"].unique():
+        rec = suite.model_info(m).get("intervention")
+        if not rec:
+            continue
+        child = table[(table["model"] == m) & (table["step"] >= rec["resume_step"])]
+        parent = table[table["model"] == rec["parent"]][["step", *keys, "value"]].rename(columns={"value": "parent_value"})
+        df = child.merge(parent, on=["step", *keys], how="left")
+        df["parent"], df["start_step"], df["transform"] = rec["parent"], rec["start_step"], rec["transform"]["name"]
+        frames.append(df)
+    cols = ["suite", "model", "params", "step", "tokens_seen", "parent", "start_step", "transform", *keys, "value",
+            "parent_value"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def analyse(suite: Suite, tok, out: str | Path, config: dict | None = None, table: pd.DataFrame | None = None,
+            **kw) -> dict[str, pd.DataFrame]:
+    """Evaluate (see `evaluate`; or take its `table`), compare interventions with their parents,
+    count the transformed pronouns, and write OUT, OUT_comparison, OUT_transform_counts (.parquet)."""
+    from pythia_suite.intervention import transform_counts
+    from pythia_suite.tables import write_table
+
+    out = Path(out)
+    table = evaluate(suite, tok, **kw) if table is None else table
+    tables = {"bias": table, "bias_comparison": compare_interventions(suite, table)}
+    counts = [transform_counts(suite, m) for m in table["model"].unique() if suite.model_info(m).get("intervention")]
+    write_table(table, out, "bias", config=config)
+    if len(tables["bias_comparison"]):
+        write_table(tables["bias_comparison"], out.with_name(out.stem + "_comparison.parquet"), "bias_comparison",
+                    config=config)
+    if counts:
+        tables["bias_transform_counts"] = pd.concat(counts, ignore_index=True)
+        write_table(tables["bias_transform_counts"], out.with_name(out.stem + "_transform_counts.parquet"),
+                    "bias_transform_counts", config=config)
+    return tables
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pythia_suite.cli import Parser
+
+    p = Parser(prog="pythia-suite bias", description=__doc__.split("\n\n")[0],
+               epilog="example:\n  pythia-suite bias --manifest suite --crows-pairs crows_pairs_anonymized.csv "
+                      "--lambada lambada_test.jsonl --out results/bias.parquet",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
+    p.add_argument("--models", nargs="+", help="models to evaluate (default: all, interventions included)")
+    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    p.add_argument("--winobias", help="folder with the eight WinoBias files (uclanlp/corefBias WinoBias/wino/data)")
+    p.add_argument("--winobias-split", choices=("dev", "test"), default="test")
+    p.add_argument("--crows-pairs", help="crows_pairs_anonymized.csv")
+    p.add_argument("--lambada", help="LAMBADA OpenAI jsonl (lambada_test.jsonl)")
+    p.add_argument("--probes", choices=("micropile",), help="generated probes; needs --ground-truth")
+    p.add_argument("--ground-truth", help="micro-Pile ground truth JSON (for --probes micropile)")
+    p.add_argument("--tokenizer", help="tokenizer.json (default: the manifest's)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per forward (default 32)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="table (.parquet); comparison and counts go beside it")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pythia_suite.micropile import load_ground_truth
+
+    args = build_parser().parse_args(argv)
+    if Path(args.out).suffix != ".parquet":
+        raise UserError(f"{args.out}: tables are written as .parquet files")
+    if (args.probes is None) != (args.ground_truth is None):
+        raise UserError("--probes micropile and --ground-truth FILE go together")
+    suite = Suite.load(args.manifest)
+    tok = load_suite_tokenizer(suite, args.tokenizer)
+    probes = None
+    if args.probes:
+        items, pairs = micropile_probes(load_ground_truth(args.ground_truth))
+        probes = {"items": items, "pairs": pairs}
+    tables = analyse(
+        suite, tok, args.out, config=dict(vars(args)), models=args.models, steps=args.steps,
+        winobias=read_winobias(args.winobias, args.winobias_split) if args.winobias else None,
+        crows=read_crows_pairs(args.crows_pairs) if args.crows_pairs else None,
+        lambada=read_lambada(args.lambada) if args.lambada else None, probes=probes, device=args.device,
+        batch_size=args.batch_size, progress=not args.quiet)
+    t = tables["bias"]
+    print(f"wrote {args.out} ({len(t)} rows)" + ("" if len(tables["bias_comparison"]) == 0 else " with the comparison and counts beside it"))
+    last = t[t["step"] == t.groupby("model")["step"].transform("max")]
+    for r in last[last["metric"].isin(["bias_loglik", "pct_stereotype", "acc", "perplexity"])
+                  & last["subset"].isin(["average", "gender", "all"])].itertuples():
+        print(f"  {r.model} step {r.step}: {r.benchmark} {r.subset} {r.metric} = {r.value:.4f} ({r.n_items} items)")
+    return 0
+
+
+# ---- demo step (micro-Pile) --------------------------------------------------------------------
+
+DEMO_PANELS = [("micropile_winobias", "average", "bias_loglik"), ("micropile_winobias", "average", "bias_generate"),
+               ("micropile_crows", "gender", "pct_stereotype"), ("lambada", "all", "loss_per_token")]
+DEMO_BUDGET_S = 45  # training seconds the demo may spend on the 21% run
+
+
+def _value(table: pd.DataFrame, model: str, step: int, bench: str, subset: str, metric: str) -> float:
+    sel = table[(table["model"] == model) & (table["step"] == step) & (table["benchmark"] == bench)
+                & (table["subset"] == subset) & (table["metric"] == metric)]
+    return float(sel["value"].iloc[0]) if len(sel) else float("nan")
+
+
+def demo_step(ctx):
+    """Bias across training on the micro-Pile probes, and the pronoun-swap intervention on the
+    largest size from the last 7% (and 21% when the 7% run says it fits the budget)."""
+    import time
+
+    from pythia_suite.demo import Section
+    from pythia_suite.intervention import run_intervention
+    from pythia_suite.plots import plot_bias_over_training, plot_intervention
+
+    suite = Suite.load(ctx.manifest)
+    base = [m for m in suite.models() if not suite.model_info(m).get("intervention")]
+    largest = max(base, key=suite.params)
+    notes, children = [], []
+    for frac, budget in ((0.07, None), (0.21, DEMO_BUDGET_S)):
+        name = f"{largest}-swap{round(frac * 100)}"
+        if budget is not None and name not in suite.models():
+            est = children[0][2] * 3 if children else float("inf")  # 21% is three times the steps of 7%
+            if est > budget:
+                notes.append(f"- The 21% intervention was skipped: estimated {est:.0f} s of training "
+                             f"(three times the 7% run) is over the demo's {budget} s budget.")
+                continue
+        t = time.perf_counter()
+        ctx.log(f"      intervention {name}: pronoun swap on the last {frac:.0%} of the steps")
+        run_intervention(str(ctx.suite_dir / largest), name, from_fraction=frac, device=ctx.preset.device,
+                         progress=ctx.progress)
+        children.append((name, frac, time.perf_counter() - t))
+        suite = Suite.load(ctx.manifest)
+    tok = load_suite_tokenizer(suite, None)
+    truth = ctx.ground_truth()
+    items, pairs = micropile_probes(truth)
+    probes = {"items": items, "pairs": pairs}
+    lambada = read_lambada(write_micropile_lambada(ctx.corpus, truth, ctx.out / "bias" / "micropile_lambada.jsonl",
+                                                   n=32 if ctx.preset_name == "tiny" else 128))
+    final = max(suite.steps(largest))
+    every = ctx.preset.checkpoint_every
+    kw = dict(probes=probes, lambada=lambada, device=ctx.preset.device, progress=ctx.progress)
+    # the parent at its multiples of checkpoint_every, the interventions at all their own steps
+    # (their earlier steps are the parent's), the other sizes at the end
+    parent_steps = [s for s in suite.steps(largest) if s % every == 0 and s > 0 or s == final]
+    starts = [suite.model_info(c[0])["intervention"]["resume_step"] for c in children]
+    table = pd.concat([evaluate(suite, tok, models=[largest], steps=sorted(set(parent_steps + starts)), **kw)]
+                      + [evaluate(suite, tok, models=[c[0]], **kw) for c in children]
+                      + [evaluate(suite, tok, models=[m for m in base if m != largest], steps=[final], **kw)],
+                      ignore_index=True)
+    tables = analyse(suite, tok, ctx.table("bias"), table=table, config={"preset": ctx.preset_name})
+    figs = [plot_bias_over_training(table, ctx.figure("bias_over_training"), DEMO_PANELS,
+                                    dashed=frozenset(c[0] for c in children))]
+    if len(tables["bias_comparison"]):
+        figs.append(plot_intervention(tables["bias_comparison"], ctx.figure("bias_intervention"), DEMO_PANELS))
+    lines = [f"Probes from the micro-Pile ground truth (planted pronoun skew {truth['occupations']['pronoun_skew']}): "
+             f"{len(items)} WinoBias-style items (pro/anti by the planted stereotype), {len(pairs)} CrowS-style he/she "
+             f"pairs; LAMBADA-style: {len(lambada)} background documents of the corpus (seen once in training), last "
+             "word greedy and its loss. A model that learnt the stereotype has bias > 0 and pct_stereotype > 0.5.", "",
+             "| model | step | WinoBias-style bias (loglik) | bias (generate) | CrowS-style pct_stereotype | "
+             "LAMBADA-style acc | loss/token |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [(m, final) for m in sorted(base, key=suite.params)]
+    for name, _, _ in children:
+        rec = suite.model_info(name)["intervention"]
+        rows += [(largest, rec["start_step"]) if rec["start_step"] in suite.steps(largest) else (name, rec["start_step"]),
+                 (name, final)]
+    for m, st in dict.fromkeys(rows):
+        v = [_value(table, m, st, *p) for p in DEMO_PANELS[:3]] + [_value(table, m, st, "lambada", "all", "acc"),
+                                                                    _value(table, m, st, "lambada", "all", "loss_per_token")]
+        lines.append(f"| {m} | {st} | " + " | ".join(f"{x:+.3f}" if i < 2 else f"{x:.3f}" for i, x in enumerate(v)) + " |")
+    lines += [""] + notes
+    for name, frac, secs in children:
+        rec = suite.model_info(name)["intervention"]
+        lines += _intervention_lines(table, tables.get("bias_transform_counts"), largest, name, frac, rec, final, secs)
+    names = ["bias", "bias_comparison", "bias_transform_counts"]
+    return Section("Gender bias and the pronoun-swap intervention", lines, figs,
+                   [t for t in map(ctx.table, names) if t.exists()])
+
+
+def _intervention_lines(table, counts, parent, name, frac, rec, final, secs) -> list[str]:
+    """Sentences from the numbers: what changed between parent and intervention at the final step."""
+    out = [f"- {name}: pronoun swap from step {rec['start_step']} to {final} (the last {frac:.0%}; resumed from "
+           f"{parent} step {rec['resume_step']}); {secs:.1f} s of training in this invocation."]
+    if counts is not None:
+        c = counts[counts["model"] == name]
+        src = c[c["role"] == "source"]
+        out.append(f"  Transformed batches: {int(src['whole_word_before'].sum())} whole-word masculine tokens "
+                   f"replaced, {int(src['whole_word_after'].sum())} left after the transform, "
+                   f"{int(src['inside_word_before'].sum())} inside longer words left alone; "
+                   f"{int(c.loc[c['role'] == 'unmapped', 'whole_word_before'].sum())} occurrences of forms that are "
+                   "not single tokens could not be mapped.")
+    for bench, subset, metric in DEMO_PANELS + [("lambada", "all", "acc")]:
+        a, b = _value(table, parent, final, bench, subset, metric), _value(table, name, final, bench, subset, metric)
+        if np.isnan(a) or np.isnan(b):
+            continue
+        word = "higher" if b > a else "lower" if b < a else "equal"
+        out.append(f"  {bench} {subset} {metric}: {b:.4f} against the parent's {a:.4f} at step {final} ({word}, "
+                   f"{b - a:+.4f}).")
+    return out
