@@ -81,10 +81,13 @@ def _score_rows(logits: torch.Tensor, first: torch.Tensor, targets: torch.Tensor
     B, M = targets.shape
     j = torch.arange(M, device=logits.device)
     valid = j[None, :] < lengths[:, None]  # (B, M)
-    pos = (first[:, None] + j[None, :]).clamp(max=logits.size(1) - 1)
-    picked = logits.gather(1, pos[:, :, None].expand(B, M, logits.size(-1))).float()  # (B, M, vocab)
-    logp = torch.log_softmax(picked, dim=-1)
-    tok_logp = logp.gather(2, targets[:, :, None]).squeeze(2)  # (B, M)
+    if M == logits.size(1) and bool((first == 0).all()):
+        picked = logits.float()  # every position is read (whole sentences): no copy
+    else:
+        pos = (first[:, None] + j[None, :]).clamp(max=logits.size(1) - 1)
+        picked = logits.gather(1, pos[:, :, None].expand(B, M, logits.size(-1))).float()  # (B, M, vocab)
+    # log p(target) = logit - logsumexp: no (B, M, vocab) log-softmax tensor is written
+    tok_logp = picked.gather(2, targets[:, :, None]).squeeze(2) - torch.logsumexp(picked, dim=-1)  # (B, M)
     greedy = (picked.argmax(-1) == targets) | ~valid
     return (tok_logp * valid).sum(1, dtype=torch.float64), greedy.all(1)
 
@@ -164,7 +167,12 @@ def loglikelihood(model: GPTNeoX, requests: Sequence[tuple[Sequence[int], Sequen
     shared, plain = [], []
     for ctx, idx in by_context.items():
         fits = len(ctx) + max(len(reqs[i][1]) for i in idx) <= max_len + 1
-        (shared if share_contexts and len(idx) > 1 and fits else plain).append(idx)
+        # a one-token context (end-of-text before whole sentences) saves nothing when shared
+        if share_contexts and len(idx) > 1 and len(ctx) > 1 and fits:
+            idx = sorted(idx, key=lambda i: -len(reqs[i][1]))
+            shared += [idx[a : a + batch_size] for a in range(0, len(idx), batch_size)]
+        else:
+            plain.append(idx)
 
     # longest first, so a batch's rows have similar lengths (little padding)
     order = sorted((i for idx in plain for i in idx), key=lambda i: -(len(reqs[i][0]) + len(reqs[i][1])))
