@@ -56,6 +56,21 @@ def test_demo_includes_memorization(demo):
     assert {"canary", "repeats", "matched", "score", "prefix_match"} <= set(canaries.columns)
 
 
+def test_demo_includes_bias(demo):
+    out, report = demo
+    text = report.read_text()
+    assert "## Gender bias and the pronoun-swap intervention" in text and "(figures/bias_intervention.png)" in text
+    manifest = json.loads((out / "suite" / "checkpoints_manifest.json").read_text())
+    rec = {m["name"]: m.get("intervention") for m in manifest["models"]}
+    assert rec["micro-1m-swap7"]["parent"] == "micro-1m" and rec["micro-1m-swap7"]["start_step"] == 48 - 3
+    table = pd.read_parquet(out / "tables" / "bias.parquet")
+    assert {"micro-1m", "micro-1m-swap7"} <= set(table["model"])
+    assert {"micropile_winobias", "micropile_crows", "lambada"} == set(table["benchmark"])
+    counts = pd.read_parquet(out / "tables" / "bias_transform_counts.parquet")
+    assert (counts.loc[counts["role"] == "source", "whole_word_after"] == 0).all()
+    assert set(counts.loc[counts["model"] == "micro-1m-swap7", "step"]) == {45, 46, 47}
+
+
 def test_demo_rerun_skips_finished_work(demo, capsys):
     out, report = demo
     weights = out / "suite" / "micro-50k" / "step48" / "model.safetensors"
