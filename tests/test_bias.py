@@ -324,3 +324,21 @@ def test_bias_cli_on_lookalikes(parent_suite, tmp_path, capsys):
         rc, _, err = run_cli(capsys, "bias", "--manifest", s, "--out", out2, "--quiet", *argv)
         assert rc == 2 and message in assert_one_error_line(err), err
         assert not out2.parent.exists() or not any(out2.parent.iterdir())
+
+
+def test_generate_words_is_greedy_decoding_cut_at_newline(tok):
+    import torch
+
+    from analyses.bias import _normalize, generate_words
+    from conftest import random_model
+    from pythia_suite.model import GPTNeoXConfig
+
+    model = random_model(GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, max_position_embeddings=32), seed=1)
+    prompts = ["The nurse said that", "The cook said", "The driver said that he would"]
+    got = generate_words(model, tok, prompts, max_new_tokens=4, batch_size=2)
+    for p, g in zip(prompts, got):
+        ids = tok.encode(p, add_special_tokens=False).ids
+        want = tok.decode(model.greedy_generate(torch.tensor([ids]), 4)[0].tolist()).split("\n")[0]
+        assert g == want
+    assert _normalize(" The  Developer.") == "developer"
