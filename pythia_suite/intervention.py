@@ -68,18 +68,23 @@ def choose_start(suite: Suite, model: str, step: int | None, from_fraction: floa
                             f"{ck.path or ck.location}; resume from one of: {', '.join(map(str, with_state)) or 'none'}")
         start = step
     else:
-        if not 0 < from_fraction < 1:
-            raise UserError(f"--from-fraction must be between 0 and 1 (e.g. 0.07), got {from_fraction}")
-        start = total - round(from_fraction * total)
-        near = [s for s in with_state if abs(s - start) <= SNAP * total]
-        if near:
-            start = min(near, key=lambda s: (abs(s - start), s))
+        start = fraction_start(total, from_fraction, with_state)
     if start >= total:
         raise UserError(f"start step {start} leaves nothing to train: {model} ends at step {total}")
     earlier = [s for s in with_state if s <= start]
     if not earlier:
         raise UserError(f"{model} has no checkpoint with trainer state at or before step {start}")
     return max(earlier), start
+
+
+def fraction_start(total: int, fraction: float, checkpoints: list[int]) -> int:
+    """The first step of the last `fraction` of `total` steps, moved to the nearest of `checkpoints`
+    within 1% of the steps: ``fraction_start(143000, 0.07, PYTHIA_STEPS) == 133000``."""
+    if not 0 < fraction < 1:
+        raise UserError(f"--from-fraction must be between 0 and 1 (e.g. 0.07), got {fraction}")
+    start = total - round(fraction * total)
+    near = [s for s in checkpoints if abs(s - start) <= SNAP * total]
+    return min(near, key=lambda s: (abs(s - start), s)) if near else start
 
 
 def _parent_state(suite: Suite, model: str) -> dict:

@@ -342,3 +342,14 @@ def test_generate_words_is_greedy_decoding_cut_at_newline(tok):
         want = tok.decode(model.greedy_generate(torch.tensor([ids]), 4)[0].tolist()).split("\n")[0]
         assert g == want
     assert _normalize(" The  Developer.") == "developer"
+
+
+def test_from_fraction_gives_pythias_start_steps():
+    from pythia_suite.checkpoints import PYTHIA_STEPS
+    from pythia_suite.intervention import fraction_start
+
+    assert fraction_start(143_000, 0.07, PYTHIA_STEPS) == 133_000
+    assert fraction_start(143_000, 0.21, PYTHIA_STEPS) == 113_000
+    assert fraction_start(363, 0.07, [0, 256, 320, 363]) == 338  # no checkpoint within 1%: the exact step
+    with pytest.raises(UserError, match="between 0 and 1"):
+        fraction_start(100, 1.5, [])
