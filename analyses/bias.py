@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--winobias-split", choices=("dev", "test"), default="test")
     p.add_argument("--crows-pairs", help="crows_pairs_anonymized.csv")
     p.add_argument("--lambada", help="LAMBADA OpenAI jsonl (lambada_test.jsonl)")
-    p.add_argument("--probes", choices=("micropile",), help="generated probes; needs --ground-truth")
+    p.add_argument("--probes", choices=("micropile",), help="probes built from a corpus ground truth; needs --ground-truth")
     p.add_argument("--ground-truth", help="micro-Pile ground truth JSON (for --probes micropile)")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the manifest's)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per forward (default 32)")
