@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", help="micro-Pile ground truth JSON (for --probes micropile)")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the manifest's)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per forward (default 32)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--out", required=True, help="table (.parquet); comparison and counts go beside it")
     p.add_argument("--quiet", action="store_true")
     return p
@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{args.out}: tables are written as .parquet files")
     if (args.probes is None) != (args.ground_truth is None):
         raise UserError("--probes micropile and --ground-truth FILE go together")
+    from pythia_suite.devices import resolve_device
+
+    resolve_device(args.device)  # before anything is written
     suite = Suite.load(args.manifest)
     tok = load_suite_tokenizer(suite, args.tokenizer)
     probes = None
