@@ -107,6 +107,35 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "whole_word_after": "int64",  # the same in the transformed batch (0 for every source)
         "inside_word_after": "int64",
     },
+    # term frequency (pythia_suite/data/counts.py, analyses/term_frequency.py)
+    "term_counts": {  # one row per term x checkpoint step; the training order's, so model "" and params 0
+        "term": "string",  # the term as given ("24", "is 24 times") or "ids:ID,ID,..."
+        "count": "int64",  # occurrences in the batch trained on at this step (0 past the data's last step)
+        "count_seen": "int64",  # occurrences in steps 0..step-1: what checkpoint `step` has seen
+        "definition": "string",  # "token" (digit runs / token sequences) or "pythia" (Pythia's text rule)
+    },
+    "term_frequency": {  # one row per model x step x task x shots x x1
+        "task": "string",  # "times" or "plus"
+        "shots": "int64",  # k examples before the question
+        "x1": "int64",  # the first operand, 0..99
+        "n": "int64",  # questions asked (one per x2)
+        "n_correct": "int64",  # first integer of the greedy answer equals x1 op x2
+        "accuracy": "float64",
+        "frequency": "int64",  # occurrences of x1 in the data the checkpoint has seen
+        "definition": "string",  # counting definition of `frequency`
+    },
+    "term_frequency_gap": {  # one row per model x step x task x shots
+        "task": "string",
+        "shots": "int64",
+        "n_x1": "int64",  # x1 values per group (10: the most and least frequent ten)
+        "top_accuracy": "float64",  # mean accuracy of the n_x1 most frequent x1
+        "bottom_accuracy": "float64",  # mean accuracy of the n_x1 least frequent x1
+        "delta": "float64",  # top_accuracy - bottom_accuracy
+        "delta_low": "float64",  # bootstrap 2.5% quantile of delta (questions resampled within each x1)
+        "delta_high": "float64",  # bootstrap 97.5% quantile
+        "spearman": "float64",  # rank correlation of accuracy with log frequency over every x1 (NaN if constant)
+        "spearman_pvalue": "float64",
+    },
 }
 
 META_KEY = b"pythia_suite"
