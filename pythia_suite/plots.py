@@ -139,3 +139,47 @@ def plot_intervention(comparison: pd.DataFrame, path: str | os.PathLike,
             ax.plot(p["step"], p["parent_value"], "s:", ms=4, color="0.4", label=f"{g['parent'].iloc[0]} (parent)" if i == 0 else None)
         _finish(ax, "checkpoint step", metric, f"{bench} {subset}")
     return _save(fig, path)
+
+
+# ---- term frequency (analyses/term_frequency.py) -----------------------------------------------
+
+
+def plot_accuracy_vs_frequency(acc: pd.DataFrame, path: str | os.PathLike, task: str, shots: int) -> Path:
+    """Accuracy per x1 against its frequency in the data seen (log x), one panel per model in size
+    order, coloured by checkpoint (later darker). `acc` has the term_frequency schema."""
+    plt = _pyplot()
+    acc = acc[(acc["task"] == task) & (acc["shots"] == shots)]
+    models = acc.drop_duplicates("model").sort_values("params")["model"].tolist()
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(3.2 * max(1, len(models)), 3.4), sharey=True,
+                             squeeze=False)
+    steps = sorted(acc["step"].unique())
+    cmap = plt.get_cmap("plasma_r")
+    for ax, model in zip(axes[0], models):
+        for i, step in enumerate(steps):
+            g = acc[(acc["model"] == model) & (acc["step"] == step)].sort_values("frequency")
+            if len(g):
+                ax.scatter(g["frequency"] + 1, g["accuracy"], s=10, color=cmap(0.15 + 0.75 * i / max(1, len(steps) - 1)),
+                           label=f"step {step}")
+        ax.set_xscale("log")
+        _finish(ax, "frequency of x1 in the data seen + 1", "accuracy" if ax is axes[0][0] else "", model,
+                legend=ax is axes[0][-1])
+    fig.suptitle(f"{task}, {shots}-shot: accuracy against operand frequency")
+    return _save(fig, path)
+
+
+def plot_gap_over_training(gap: pd.DataFrame, path: str | os.PathLike, shots: int) -> Path:
+    """Delta (accuracy of the 10 most frequent x1 minus the 10 least) against step, one line per
+    model, one panel per task, with the bootstrap interval. `gap` has the term_frequency_gap schema."""
+    plt = _pyplot()
+    gap = gap[gap["shots"] == shots]
+    tasks = sorted(gap["task"].unique())
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.4 * max(1, len(tasks)), 3.6), squeeze=False)
+    colors = size_colors(gap) if len(gap) else {}
+    for ax, task in zip(axes[0], tasks):
+        for model in colors:
+            g = gap[(gap["model"] == model) & (gap["task"] == task)].sort_values("step")
+            ax.plot(g["step"], g["delta"], marker="o", color=colors[model], label=model)
+            ax.fill_between(g["step"], g["delta_low"], g["delta_high"], color=colors[model], alpha=0.15)
+        ax.axhline(0, color="grey", lw=0.8)
+        _finish(ax, "checkpoint step", "Δ accuracy (top 10 − bottom 10 x1)", f"{task}, {shots}-shot")
+    return _save(fig, path)

@@ -449,8 +449,10 @@ def count_terms(prefix: str | os.PathLike, terms: Sequence[Term], batch_size: in
     else:
         import multiprocessing as mp
 
-        # spawn: the parent may hold torch's thread pools, which fork does not copy safely
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=mp.get_context("spawn")) as pool:
+        # fork where there is one: no re-import of the caller's script; workers use numpy and tokenizers
+        # only, never torch, so torch thread pools in the parent do not matter
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
             for ci, block in pool.map(_count_chunk, tasks):
                 store_chunk(ci, block)
     bar.close()

@@ -1,0 +1,397 @@
+"""Term-frequency effects on few-shot arithmetic (Biderman et al. 2023, section 5; Razeghi et al. 2022).
+
+    pythia-suite term-frequency --manifest suite/checkpoints_manifest.json --data data/corpus \\
+        --tasks times plus --shots 0 2 4 8 16 --out results/term_frequency.parquet
+
+Does a model answer ``Q:What is 24 times 7? A:`` better when the operand 24 was frequent in the
+data it had seen *up to that checkpoint*? For every model x checkpoint x task x k: the questions
+x1 in 0..99 times (or plus) x2 in 1..50, each after k solved examples drawn (seeded) from pairs
+with another x1, in Pythia's format (``Q:What is {x1} times {x2}? A:{answer}``, examples joined by
+a blank line, as the lm-evaluation-harness task Pythia used); greedy decoding until a newline
+(`pythia_suite.eval.generate`, at most `MAX_NEW_TOKENS`); correct when the first ``\\d{1,5}`` of
+the output equals the answer (Pythia's `process_results`).
+
+The frequency of x1 as of checkpoint ``stepN`` is its count in steps 0..N-1 of the training order
+(`pythia_suite.data.counts`, one pass for every checkpoint). Outputs, beside ``OUT.parquet``:
+``OUT_gap.parquet`` (Δ = mean accuracy of the 10 most frequent x1 minus the 10 least frequent,
+with a bootstrap interval, and the Spearman correlation of accuracy with log frequency),
+``OUT_counts.parquet`` and the resumable counts store ``OUT_counts.zarr``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pythia_suite.errors import UserError
+
+TASKS = {"times": lambda a, b: a * b, "plus": lambda a, b: a + b}
+SHOTS = (0, 2, 4, 8, 16)
+X1_VALUES = tuple(range(100))
+X2_RANGE = (1, 50)
+SHOT_SEPARATOR = "\n\n"  # the old harness' fewshot_context: examples joined by, and followed by, a blank line
+MAX_NEW_TOKENS = 8  # answers have at most 4 digits; only the first integer of the output is read
+GROUP = 10  # Δ compares the 10 most and the 10 least frequent x1
+N_BOOT = 1000
+KEYS = ["suite", "model", "params", "step", "tokens_seen"]
+_FIRST_INTEGER = re.compile(r"\d{1,5}")
+
+
+# ---- prompts -------------------------------------------------------------------------------------
+
+
+def question(task: str, x1: int, x2: int) -> str:
+    return f"Q:What is {x1} {task} {x2}? A:"
+
+
+def solved(task: str, x1: int, x2: int) -> str:
+    return question(task, x1, x2) + str(TASKS[task](x1, x2))
+
+
+def build_prompts(tasks: Sequence[str], shots: Sequence[int], x2_values: Sequence[int] | None = None,
+                  x1_values: Sequence[int] = X1_VALUES, seed: int = 0) -> pd.DataFrame:
+    """One row per task x k x x1 x x2: columns task, shots, x1, x2, answer, prompt.
+
+    The k examples of a question are drawn without replacement from every pair (a, b), a in 0..99
+    other than x1 and b among `x2_values`, by a Generator seeded with (seed, task, k, x1, x2): the
+    same question always gets the same examples, whatever else is evaluated.
+    """
+    x2_values = list(range(X2_RANGE[0], X2_RANGE[1] + 1)) if x2_values is None else list(x2_values)
+    for t in tasks:
+        if t not in TASKS:
+            raise UserError(f"unknown task {t!r}; tasks: {', '.join(TASKS)}")
+    pool = (len(X1_VALUES) - 1) * len(x2_values)
+    for k in shots:
+        if k < 0 or k > pool:
+            raise UserError(f"--shots {k} is larger than the pool of {pool} examples (99 other x1 x "
+                            f"{len(x2_values)} x2); use k <= {pool}")
+    rows = []
+    for ti, task in enumerate(tasks):
+        for k in shots:
+            for x1 in x1_values:
+                for x2 in x2_values:
+                    text = question(task, x1, x2)
+                    if k:
+                        rng = np.random.default_rng([seed, ti, k, x1, x2])
+                        picks = rng.choice(pool, size=k, replace=False)
+                        a = picks // len(x2_values)
+                        a = np.where(a >= x1, a + 1, a)  # skip x1 itself
+                        b = np.array(x2_values)[picks % len(x2_values)]
+                        text = SHOT_SEPARATOR.join(solved(task, int(p), int(q)) for p, q in zip(a, b)) + SHOT_SEPARATOR + text
+                    rows.append((task, k, x1, x2, TASKS[task](x1, x2), text))
+    return pd.DataFrame(rows, columns=["task", "shots", "x1", "x2", "answer", "prompt"])
+
+
+def is_correct(output: str, answer: int) -> bool:
+    """Pythia's rule: the first run of at most 5 digits in the output, as a string, equals the answer."""
+    m = _FIRST_INTEGER.search(output)
+    return m is not None and m.group(0) == str(answer)
+
+
+def check_context(prompt_ids: list[list[int]], shots: Sequence[int], model: str, context: int,
+                  max_new_tokens: int = MAX_NEW_TOKENS) -> None:
+    """Raise UserError naming the first k whose longest prompt does not fit `context` positions."""
+    for k in sorted(set(shots)):
+        need = max(len(p) for p, s in zip(prompt_ids, shots) if s == k) + max_new_tokens - 1
+        if need > context:
+            raise UserError(f"{model} has a context of {context} tokens, but the {k}-shot prompts need {need} "
+                            f"(longest prompt + {max_new_tokens} new tokens - 1); use smaller --shots")
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate(model, tokenizer, prompts: pd.DataFrame, prompt_ids: list[list[int]] | None = None,
+             max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int | None = None, device: str = "cpu") -> pd.DataFrame:
+    """`prompts` with columns output (greedy text up to the first newline) and correct."""
+    from pythia_suite.eval.generate import DEFAULT_BATCH, greedy_until
+
+    ids = prompt_ids or [e.ids for e in tokenizer.encode_batch(prompts["prompt"].tolist(), add_special_tokens=False)]
+    gen = greedy_until(model, ids, max_new_tokens, decode=tokenizer.decode, stop=("\n",),
+                       batch_size=batch_size or DEFAULT_BATCH, device=device)
+    out = prompts.drop(columns=["prompt"]).assign(output=gen.texts)
+    out["correct"] = [is_correct(o, a) for o, a in zip(gen.texts, prompts["answer"])]
+    return out
+
+
+def accuracy_table(results: pd.DataFrame, frequency: pd.DataFrame, definition: str) -> pd.DataFrame:
+    """Per model x step x task x shots x x1: n, n_correct, accuracy, and the frequency of x1 as of
+    that step. `frequency` has columns step, x1, frequency."""
+    group = KEYS + ["task", "shots", "x1"]
+    acc = results.groupby(group, as_index=False).agg(n=("correct", "size"), n_correct=("correct", "sum"))
+    acc["accuracy"] = acc["n_correct"] / acc["n"]
+    acc = acc.merge(frequency, on=["step", "x1"], how="left", validate="many_to_one")
+    if acc["frequency"].isna().any():
+        raise ValueError("a step or x1 has no count")
+    return acc.assign(definition=definition)
+
+
+def gap_table(acc: pd.DataFrame, group: int = GROUP, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Per model x step x task x shots: Δ = mean accuracy of the `group` most frequent x1 minus the
+    `group` least frequent (ranked by frequency, ties by x1), a 95% bootstrap interval (questions
+    resampled within each x1, i.e. accuracy ~ Binomial(n, p)/n), and Spearman's rho of accuracy
+    with log frequency (rank-based, so the same as with frequency)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key, g in acc.groupby(KEYS + ["task", "shots"], sort=True):
+        g = g.sort_values(["frequency", "x1"])
+        m = min(group, len(g) // 2)
+        bottom, top = g.iloc[:m], g.iloc[len(g) - m :]
+        delta = top["accuracy"].mean() - bottom["accuracy"].mean()
+        draw = lambda part: rng.binomial(part["n"].to_numpy(), part["accuracy"].to_numpy(),  # noqa: E731
+                                         size=(n_boot, len(part))) / part["n"].to_numpy()
+        boot = draw(top).mean(1) - draw(bottom).mean(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant accuracy: rho is undefined (NaN), not an error
+            rho = stats.spearmanr(g["accuracy"], np.log1p(g["frequency"]))
+        rows.append({**dict(zip(KEYS + ["task", "shots"], key)), "n_x1": m, "top_accuracy": top["accuracy"].mean(),
+                     "bottom_accuracy": bottom["accuracy"].mean(), "delta": delta,
+                     "delta_low": float(np.quantile(boot, 0.025)), "delta_high": float(np.quantile(boot, 0.975)),
+                     "spearman": float(rho.statistic), "spearman_pvalue": float(rho.pvalue)})
+    return pd.DataFrame(rows)
+
+
+# ---- over a suite --------------------------------------------------------------------------------
+
+
+def x1_frequency(counts, steps: Sequence[int]) -> pd.DataFrame:
+    """Columns step, x1, frequency: the count of each x1 as of each checkpoint step."""
+    table = counts.table(steps)
+    table = table[table["term"].isin([str(x) for x in X1_VALUES])]
+    return pd.DataFrame({"step": table["step"].to_numpy(), "x1": table["term"].astype(int).to_numpy(),
+                         "frequency": table["count_seen"].to_numpy()})
+
+
+def run(suite, data: str | os.PathLike, out: str | os.PathLike, models: Sequence[str] | None = None,
+        steps: Sequence[int] | None = None, tasks: Sequence[str] = tuple(TASKS), shots: Sequence[int] = SHOTS,
+        definition: str = "token", x2_values: Sequence[int] | None = None, tokenizer: str | os.PathLike | None = None,
+        seed: int = 0, max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int | None = None, device: str = "cpu",
+        workers: int | None = None, progress: bool = True, config: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Count, evaluate and write the three tables; returns them by schema name.
+
+    Every check a user can fail (models, steps, tokenizer, shots, context length) runs before any
+    work, and the tables are written only at the end.
+    """
+    from tqdm.auto import tqdm
+
+    from pythia_suite.data.build import load_tokenizer
+    from pythia_suite.data.counts import count_terms, data_tokenizer, parse_terms
+    from pythia_suite.data.order import TrainingOrder
+    from pythia_suite.tables import write_table
+
+    out = Path(out)
+    models = list(models or suite.models())
+    for m in models:
+        suite.model_info(m)
+    pairs = [(m, s) for m in models for s in (sorted(set(steps)) if steps else suite.steps(m))]
+    for m, s in pairs:
+        suite.resolve(m, s)  # unknown step: error naming the nearest
+    tok_path = data_tokenizer(data, tokenizer)
+    if tok_path is None:
+        raise UserError(f"{data} has no tokenizer in its sidecar; give --tokenizer tokenizer.json")
+    tok = load_tokenizer(tok_path)
+    data_info = suite.manifest.get("data") or {}
+    order = TrainingOrder(data, batch_size=data_info.get("batch_size") or 1024, seed=data_info.get("data_seed"))
+    if (late := max(s for _, s in pairs)) > order.num_steps:
+        raise UserError(f"checkpoint step {late} is past the data: {data} has {order.num_steps} steps of batch "
+                        f"{order.batch_size}")
+    prompts = build_prompts(tasks, shots, x2_values, seed=seed)
+    prompt_ids = [e.ids for e in tok.encode_batch(prompts["prompt"].tolist(), add_special_tokens=False)]
+    for m in models:
+        context = suite.model_info(m)["config"].get("max_position_embeddings", 2048)
+        check_context(prompt_ids, prompts["shots"].tolist(), m, context, max_new_tokens)
+
+    counts = count_terms(data, parse_terms(["0..99"], tok), order.batch_size, definition=definition,
+                         tokenizer=tok_path, seed=order.seed, store=out.with_name(out.stem + "_counts.zarr"),
+                         workers=workers, progress=progress)
+    all_steps = sorted({s for _, s in pairs})
+    frequency = x1_frequency(counts, all_steps)
+    frames = []
+    bar = tqdm(total=len(pairs), desc="term-frequency", unit="checkpoint", disable=None if progress else True,
+               leave=False)
+    for m, s in pairs:
+        net = suite.load_model(m, s).to(device)
+        res = evaluate(net, tok, prompts, prompt_ids, max_new_tokens, batch_size, device)
+        frames.append(res.assign(suite=suite.name, model=m, params=suite.params(m), step=s,
+                                 tokens_seen=suite.tokens_seen(m, s)))
+        bar.update(1)
+    bar.close()
+    results = pd.concat(frames, ignore_index=True)
+    acc = accuracy_table(results, frequency, definition)
+    gap = gap_table(acc, seed=seed)
+    count_table = counts.table(all_steps, suite.name)
+    write_table(acc, out, "term_frequency", config=config, seeds={"shots": seed})
+    write_table(gap, out.with_name(out.stem + "_gap.parquet"), "term_frequency_gap", config=config,
+                seeds={"shots": seed, "bootstrap": seed})
+    write_table(count_table, out.with_name(out.stem + "_counts.parquet"), "term_counts", config=config)
+    return {"term_frequency": acc, "term_frequency_gap": gap, "term_counts": count_table, "results": results}
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pythia_suite.cli import Parser
+    from pythia_suite.data.counts import DEFINITIONS
+
+    p = Parser(prog="pythia-suite term-frequency", description=__doc__.split("\n\n")[0],
+               epilog="example:\n  pythia-suite term-frequency --manifest suite --data data/corpus --shots 0 4 "
+                      "--out results/term_frequency.parquet",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
+    p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
+    p.add_argument("--models", nargs="+", help="models to evaluate (default: all)")
+    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS), help="k values (default 0 2 4 8 16)")
+    p.add_argument("--definition", choices=DEFINITIONS, default="token", help="how x1 is counted (default token)")
+    p.add_argument("--x2-max", type=int, default=X2_RANGE[1], help="x2 runs 1..X2_MAX (default 50, Pythia's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples and the bootstrap (default 0)")
+    p.add_argument("--tokenizer", help="tokenizer.json (default: the one the data's sidecar names)")
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    p.add_argument("--eval-batch", type=int, help="prompts per forward pass (default 256)")
+    p.add_argument("--workers", type=int, help="processes for counting (default: every core)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="table (.parquet); _gap, _counts tables and the counts store beside it")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pythia_suite.checkpoints import Suite
+
+    args = build_parser().parse_args(argv)
+    if Path(args.out).suffix != ".parquet":
+        raise UserError(f"{args.out}: tables are written as .parquet files")
+    if args.x2_max < 1:
+        raise UserError(f"--x2-max must be at least 1, got {args.x2_max}")
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    suite = Suite.load(args.manifest)
+    tables = run(suite, args.data, args.out, args.models, args.steps, args.tasks, sorted(set(args.shots)),
+                 args.definition, range(1, args.x2_max + 1), args.tokenizer, args.seed, args.max_new_tokens,
+                 args.eval_batch, args.device, args.workers, not args.quiet, dict(vars(args)))
+    gap = tables["term_frequency_gap"]
+    print(f"wrote {args.out} ({len(tables['term_frequency'])} rows), its _gap and _counts tables")
+    for r in gap.sort_values(["params", "task", "shots", "step"]).groupby(["model", "task", "shots"]).tail(1).itertuples():
+        print(f"  {r.model} step {r.step} {r.task} {r.shots}-shot: top-10 {r.top_accuracy:.3f}, bottom-10 "
+              f"{r.bottom_accuracy:.3f}, delta {r.delta:+.3f} [{r.delta_low:+.3f}, {r.delta_high:+.3f}]")
+    return 0
+
+
+# ---- demo step (micro-Pile) ----------------------------------------------------------------------
+
+# Per preset: x2 values, k values (those that fit the context are run) and checkpoints per model.
+# Pythia asked every x2 in 1..50 at 6 checkpoints; the CPU presets ask fewer, to stay within budget.
+DEMO = {"tiny": (range(1, 3), (0, 2), 3), "default": (range(1, 5), (0, 2, 4), 4), "gpu": (range(1, 51), SHOTS, 6)}
+
+
+def planted_check(ctx, tok) -> tuple[list[str], bool]:
+    """Count the micro-Pile's documents (each one item) and compare with the planted ground truth:
+    every number 0..99 (as x1, x2 or answer) and x1 per form ("What is {x1} times")."""
+    import json
+
+    from pythia_suite.data.counts import count_numbers, count_sequences, digit_tables, parse_terms
+
+    truth = ctx.ground_truth()["arithmetic"]
+    eod = tok.token_to_id("<|endoftext|>")
+    docs = [json.loads(line)["text"] for line in ctx.corpus.read_text(encoding="ascii").splitlines()]
+    stream = [eod]
+    for e in tok.encode_batch(docs, add_special_tokens=False):
+        stream += e.ids + [eod]  # the end-of-text token is no digit and in no term: documents stay apart
+    row = np.array([stream], dtype=np.int64)
+    numbers = [str(x) for x in X1_VALUES]
+    got = count_numbers(row, digit_tables(tok), numbers)[0]
+    ok_numbers = got.tolist() == truth["number_counts"]
+    lines = [f"Planted numbers: token-level counts of 0..99 over the {len(docs):,} corpus documents "
+             f"{'equal' if ok_numbers else 'DIFFER FROM'} the ground truth's "
+             f"({int(got.sum()):,} occurrences as x1, x2 or answer; "
+             f"{int((got != np.array(truth['number_counts'])).sum())} of 100 numbers differ)."]
+    ok = ok_numbers
+    for task in TASKS:
+        terms = parse_terms([f"What is {x} {task}" for x in X1_VALUES], tok)
+        got = count_sequences(row, [t.ids for t in terms])[0]
+        same = got.tolist() == truth["x1_counts"][task]
+        ok &= same
+        lines.append(f"Planted x1 of `{task}`: counts of the token sequence \"What is {{x1}} {task}\" "
+                     f"{'equal' if same else 'DIFFER FROM'} the ground truth's for every x1 "
+                     f"({int(got.sum()):,} questions).")
+    return lines, ok
+
+
+def _demo_steps(suite, model: str, n: int) -> list[int]:
+    """n checkpoints spread over the schedule (the nearest saved to 1/n, 2/n, ... of the last step)."""
+    steps = suite.steps(model)
+    picks = {suite.resolve(model, round(steps[-1] * (i + 1) / n), nearest=True).step for i in range(n)}
+    return sorted(picks)
+
+
+def demo_step(ctx):
+    """Counts checked against the planted truth, then few-shot arithmetic against x1's frequency."""
+    from pythia_suite.checkpoints import Suite
+    from pythia_suite.data.build import load_tokenizer
+    from pythia_suite.demo import Section
+    from pythia_suite.plots import plot_accuracy_vs_frequency, plot_gap_over_training
+
+    suite = Suite.load(ctx.manifest)
+    tok_path = ctx.data.with_name(ctx.data.name + ".tokenizer.json")
+    tok = load_tokenizer(tok_path)
+    lines, ok = planted_check(ctx, tok)
+    if not ok:
+        raise RuntimeError("term counts disagree with the micro-Pile's planted ground truth: " + " ".join(lines))
+    x2, wanted, n_checkpoints = DEMO.get(ctx.preset_name, DEMO["default"])
+    context = min(suite.model_info(m)["config"]["max_position_embeddings"] for m in suite.models())
+    probe = build_prompts(list(TASKS), wanted, x2)
+    longest = probe.assign(n=[len(e.ids) for e in tok.encode_batch(probe["prompt"].tolist(), add_special_tokens=False)]).groupby("shots")["n"].max()
+    shots = [k for k in wanted if longest[k] + MAX_NEW_TOKENS - 1 <= context]
+    skipped = [k for k in wanted if k not in shots]
+    steps = sorted({s for m in suite.models() for s in _demo_steps(suite, m, n_checkpoints)})
+    steps = [s for s in steps if all(s in suite.steps(m) for m in suite.models())]
+    tables = run(suite, ctx.data, ctx.table("term_frequency"), steps=steps, shots=shots, x2_values=x2,
+                 tokenizer=tok_path, device=ctx.preset.device, progress=ctx.progress,
+                 config={"x2": [x2.start, x2.stop - 1], "shots": shots, "steps": steps})
+    acc, gap = tables["term_frequency"], tables["term_frequency_gap"]
+    k = max(shots)
+    figs = [plot_accuracy_vs_frequency(acc, ctx.figure(f"term_frequency_{t}"), t, k) for t in TASKS]
+    figs.append(plot_gap_over_training(gap, ctx.figure("term_frequency_gap"), k))
+    seen = tables["term_counts"]
+    last = seen[seen["step"] == seen["step"].max()]
+    truth_total = sum(ctx.ground_truth()["arithmetic"]["number_counts"])
+    lines += [f"Over the training order, checkpoint step {int(last['step'].iloc[0])} has seen "
+              f"{int(last['count_seen'].sum()):,} occurrences of 0..99 of the corpus' {truth_total:,} (the rest lie "
+              "in items no step trains on, in the tokens dropped at packing, or are cut by item boundaries).", "",
+              f"Questions: x1 in 0..99, x2 in {x2.start}..{x2.stop - 1}, tasks {', '.join(TASKS)}, k in "
+              f"{', '.join(map(str, shots))}" + (f" (k = {', '.join(map(str, skipped))} do not fit the models' context "
+                                                 f"of {context} tokens)" if skipped else "") +
+              f"; checkpoints {', '.join(map(str, steps))}. Greedy until a newline, at most {MAX_NEW_TOKENS} tokens.", "",
+              f"Δ = accuracy of the 10 most frequent x1 minus the 10 least frequent (as of each checkpoint), {k}-shot, "
+              "with a 95% bootstrap interval:", "",
+              "| model | task | " + " | ".join(f"step {s}" for s in steps) + " |",
+              "|---|---|" + "---:|" * len(steps)]
+    sub = gap[gap["shots"] == k]
+    for (model, task), g in sub.sort_values(["params", "task"]).groupby(["model", "task"], sort=False):
+        cells = {r.step: f"{r.delta:+.2f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}]" for r in g.itertuples()}
+        lines.append(f"| {model} | {task} | " + " | ".join(cells.get(s, "") for s in steps) + " |")
+    lines += ["", _reading(sub, acc[acc["shots"] == k])]
+    names = ["term_frequency", "term_frequency_gap", "term_frequency_counts"]
+    return Section("Term frequency", lines, figs, [t for t in map(ctx.table, names) if t.exists()])
+
+
+def _reading(gap: pd.DataFrame, acc: pd.DataFrame) -> str:
+    """One sentence from the numbers: overall accuracy, and where the interval of Δ excludes 0."""
+    final = gap[gap["step"] == gap["step"].max()]
+    above = final[final["delta_low"] > 0]
+    below = final[final["delta_high"] < 0]
+    return (f"Mean accuracy over every question and checkpoint: {acc['accuracy'].mean():.3f}. At the last checkpoint, "
+            f"Δ's interval lies above 0 for {len(above)} and below 0 for {len(below)} of {len(final)} model x task "
+            f"pairs" + (f" ({', '.join(f'{r.model} {r.task}' for r in above.itertuples())} above)" if len(above) else "")
+            + ".")
