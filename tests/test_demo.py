@@ -121,3 +121,22 @@ def test_ground_truth_canaries_recounted_from_tokens(demo):
         assert _count(stream, pattern) == expected, canary["id"]
         checked += 1
     assert checked >= len(truth["canaries"]) - 1
+
+
+def test_demo_includes_term_frequency(demo):
+    out, report = demo
+    text = report.read_text()
+    assert "## Term frequency" in text
+    # the counts equal the planted ground truth (the step raises otherwise)
+    assert "counts of 0..99 over the" in text and "equal the ground truth's" in text
+    assert "DIFFER" not in text
+    tables = out / "tables"
+    acc = pd.read_parquet(tables / "term_frequency.parquet")
+    assert list(acc.columns[:5]) == ["suite", "model", "params", "step", "tokens_seen"]
+    assert sorted(acc["model"].unique()) == sorted(["micro-50k", "micro-200k", "micro-500k", "micro-1m"])
+    assert set(acc["x1"]) == set(range(100)) and set(acc["task"]) == {"times", "plus"}
+    gap = pd.read_parquet(tables / "term_frequency_gap.parquet")
+    assert (gap["delta_low"] <= gap["delta"] + 1e-12).all() and (gap["delta"] <= gap["delta_high"] + 1e-12).all()
+    assert read_table_meta(tables / "term_frequency_counts.parquet")["schema"] == "term_counts"
+    for fig in ("term_frequency_times", "term_frequency_plus", "term_frequency_gap"):
+        assert f"(figures/{fig}.png)" in text

@@ -59,8 +59,9 @@ import numpy as np
 from ..errors import UserError
 
 DEFINITIONS = ("token", "pythia")
-BLOCK_TOKENS = 1 << 24  # tokens a worker holds at once (a few hundred MB of temporaries at most)
+BLOCK_TOKENS = 1 << 22  # tokens a worker reads at once (at least one step); temporaries are ~20 bytes each
 MAX_CHUNK_STEPS = 1024  # steps per zarr chunk (unit of resumable work)
+DENSE_KEYS = 1 << 20  # number terms with keys below this are looked up in a table, not searched
 MAX_DIGITS = 17  # longest number term: keys of value * 32 + length must fit in int64
 STORE_FORMAT = "pythia-suite/counts/v1"
 
@@ -185,34 +186,44 @@ def count_numbers(rows: np.ndarray, tables: DigitTables, terms: Sequence[str]) -
     Only the digit tokens (a small share of text) are touched after one table lookup.
     """
     R, L = rows.shape
-    out = np.zeros((R, len(terms)), np.int64)
+    if not len(terms):
+        return np.zeros((R, 0), np.int64)
     flat = rows.reshape(-1)
-    pos = np.flatnonzero(tables.digit[flat])
-    if not len(pos) or not len(terms):
-        return out
-    tok = flat[pos].astype(np.int64)
+    pos = np.flatnonzero(np.take(tables.digit, flat))
+    if not len(pos):
+        return np.zeros((R, len(terms)), np.int64)
+    tok = flat[pos]
     follows = np.zeros(len(pos), bool)
     follows[1:] = (pos[1:] == pos[:-1] + 1) & (pos[1:] % L != 0)  # same item, previous token a digit token
-    start = tables.space[tok] | ~follows
-    run = np.cumsum(start) - 1  # run id of each digit token
-    first = np.flatnonzero(start)
-    dlen = tables.length[tok]
+    start = np.take(tables.space, tok) | ~follows
+    first = np.flatnonzero(start)  # first digit token of each run
+    dlen = np.take(tables.length, tok)
     run_len = np.add.reduceat(dlen, first)
-    cum = np.cumsum(dlen)
-    after = run_len[run] - (cum - (cum[first] - dlen[first])[run])  # digits after this token in its run
-    short = run_len <= MAX_DIGITS
-    ok = short[run]
-    pow10 = 10 ** np.minimum(after, MAX_DIGITS)
-    value = np.add.reduceat(np.where(ok, tables.value[tok] * pow10, 0), first)
     keys = np.array([int(t) * 32 + len(t) for t in terms], np.int64)
     order = np.argsort(keys)
-    run_key = np.where(short, value * 32 + run_len, -1)
-    at = np.minimum(np.searchsorted(keys[order], run_key), len(keys) - 1)
-    hit = keys[order][at] == run_key
-    term_idx = order[at[hit]]
+    longest = max(len(t) for t in terms)
+    if len(first) == len(pos):  # every run is one token: its value is the token's
+        value = np.take(tables.value, tok)
+    else:
+        run = np.cumsum(start) - 1  # run id of each digit token
+        cum = np.cumsum(dlen)
+        after = run_len[run] - (cum - (cum[first] - dlen[first])[run])  # digits after this token in its run
+        pow10 = 10 ** np.minimum(after, MAX_DIGITS)
+        value = np.add.reduceat(np.take(tables.value, tok) * pow10, first)  # wraps for long runs: never a key
+    run_key = np.where(run_len <= longest, value * 32 + run_len, -1)
+    if keys.max() < DENSE_KEYS:  # small numbers (0..99: keys below 3200): one table lookup per run
+        lookup = np.full(int(keys.max()) + 2, -1, np.int64)
+        lookup[keys] = np.arange(len(keys))
+        term_idx = np.take(lookup, np.where((run_key >= 0) & (run_key <= keys.max()), run_key, -1))
+        hit = term_idx >= 0
+        term_idx = term_idx[hit]
+    else:
+        sorted_keys = keys[order]
+        at = np.minimum(np.searchsorted(sorted_keys, run_key), len(keys) - 1)
+        hit = sorted_keys[at] == run_key
+        term_idx = order[at[hit]]
     row = pos[first[hit]] // L
-    np.add.at(out, (row, term_idx), 1)
-    return out
+    return np.bincount(row * len(terms) + term_idx, minlength=R * len(terms)).reshape(R, len(terms))
 
 
 def count_sequences(rows: np.ndarray, terms: Sequence[tuple[int, ...]]) -> np.ndarray:
@@ -296,6 +307,17 @@ def _tokenizer_and_tables(path: str):
     return tok, digit_tables(tok)
 
 
+def _read_rows(order, first: int, last: int) -> np.ndarray:
+    """Tokens of steps first..last: read into memory rather than through the memory map, so that the
+    pages of a pass over the whole file never pile up in the worker's resident memory."""
+    view = order.batches(first, last)  # checks the steps and that the items lie back to back
+    if order.permutation is not None:
+        return view  # a gathered copy already
+    ds = order.dataset
+    start = int(ds.pointers[first * order.batch_size])
+    return np.fromfile(ds.bin_path, dtype=ds.dtype, count=view.size, offset=start).reshape(view.shape)
+
+
 def count_steps(job: _Job, first: int, last: int) -> np.ndarray:
     """Counts (n_terms, last - first + 1) of steps first..last inclusive, in blocks of BLOCK_TOKENS."""
     order = _order(job.prefix, job.batch_size, job.seed)
@@ -304,8 +326,7 @@ def count_steps(job: _Job, first: int, last: int) -> np.ndarray:
     per_block = max(1, BLOCK_TOKENS // (order.batch_size * order.item_len))
     for a in range(first, last + 1, per_block):
         b = min(a + per_block, last + 1) - 1
-        rows = order.batches(a, b)
-        steps = np.arange(len(rows)) // order.batch_size + (a - first)
+        rows = _read_rows(order, a, b)
         per_row = np.zeros((len(rows), job.n_terms), np.int64)
         if job.definition == "pythia":
             per_row[:, list(job.number_cols)] = count_pythia(rows, tok, job.numbers)
@@ -314,8 +335,8 @@ def count_steps(job: _Job, first: int, last: int) -> np.ndarray:
                 per_row[:, list(job.number_cols)] = count_numbers(rows, tables, job.numbers)
             if job.sequences:
                 per_row[:, list(job.sequence_cols)] = count_sequences(rows, job.sequences)
-        for j in range(job.n_terms):
-            out[j] += np.bincount(steps, weights=per_row[:, j], minlength=out.shape[1]).astype(np.int64)
+        # a block holds whole steps: (steps x batch) rows summed per step
+        out[:, a - first : b - first + 1] = per_row.reshape(b - a + 1, order.batch_size, job.n_terms).sum(1).T
     return out
 
 
