@@ -181,7 +181,7 @@ def digit_tables(tokenizer, vocab_size: int | None = None) -> DigitTables:
 
 
 def count_numbers(rows: np.ndarray, tables: DigitTables, terms: Sequence[str]) -> np.ndarray:
-    """Digit runs of `rows` (R, L) equal to each number term: (R_runs..) -> counts (R, len(terms)).
+    """Counts (R, len(terms)) of the digit runs of each row of `rows` (R, L) that spell each number term.
 
     Only the digit tokens (a small share of text) are touched after one table lookup.
     """
@@ -212,7 +212,7 @@ def count_numbers(rows: np.ndarray, tables: DigitTables, terms: Sequence[str]) -
         value = np.add.reduceat(np.take(tables.value, tok) * pow10, first)  # wraps for long runs: never a key
     run_key = np.where(run_len <= longest, value * 32 + run_len, -1)
     if keys.max() < DENSE_KEYS:  # small numbers (0..99: keys below 3200): one table lookup per run
-        lookup = np.full(int(keys.max()) + 2, -1, np.int64)
+        lookup = np.full(int(keys.max()) + 2, -1, np.int64)  # the last slot (-1) takes every non-key
         lookup[keys] = np.arange(len(keys))
         term_idx = np.take(lookup, np.where((run_key >= 0) & (run_key <= keys.max()), run_key, -1))
         hit = term_idx >= 0
