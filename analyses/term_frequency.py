@@ -276,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--x2-max must be at least 1, got {args.x2_max}")
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    from pythia_suite.devices import resolve_device
+
+    resolve_device(args.device)  # before anything is written
     suite = Suite.load(args.manifest)
+    suite.check_data(args.data)
     tables = run(suite, args.data, args.out, args.models, args.steps, args.tasks, sorted(set(args.shots)),
                  args.definition, range(1, args.x2_max + 1), args.tokenizer, args.seed, args.max_new_tokens,
                  args.eval_batch, args.device, args.workers, not args.quiet, dict(vars(args)))

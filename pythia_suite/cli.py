@@ -345,6 +345,7 @@ def cmd_counts(args) -> int:
     batch, seed, steps, suite_name = args.batch_size, None, None, ""
     if args.manifest:
         suite = Suite.load(args.manifest)
+        suite.check_data(args.data)  # counts as of a suite's checkpoints need the data it was trained on
         data = suite.manifest.get("data") or {}
         batch, seed, suite_name = data.get("batch_size") or batch, data.get("data_seed"), suite.name
         steps = sorted({s for m in suite.models() for s in suite.steps(m)})
