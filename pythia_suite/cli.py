@@ -328,7 +328,7 @@ def cmd_evaluate(args) -> int:
     settings = EvalSettings(
         tasks=args.tasks, include_path=args.include_path or [], models=args.models, steps=args.steps,
         num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size, device=args.device,
-        online=args.online,
+        online=args.online, bootstrap_iters=args.bootstrap_iters,
     )
     out = evaluate_suite(args.manifest, args.out, settings, per_item=args.per_item, fresh=args.fresh,
                          progress=not args.quiet)
@@ -362,6 +362,9 @@ def add_evaluate(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("--out", required=True, help="output table (.parquet), schema `evaluate`")
     p.add_argument("--per-item", help="per-item table (.parquet), schema `evaluate_items`")
+    p.add_argument("--bootstrap-iters", type=int, default=100_000,
+                   help="bootstrap resamples for stderrs of non-mean metrics such as perplexity (default 100000, "
+                        "the harness'); 0 skips them")
     p.add_argument("--online", action="store_true", help="allow downloading task data and hub checkpoints")
     p.add_argument("--fresh", action="store_true", help="discard finished cells (OUT.parts/) and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -106,6 +106,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "inside_word_before": "int64",  # occurrences inside a longer word (never mapped)
         "whole_word_after": "int64",  # the same in the transformed batch (0 for every source)
         "inside_word_after": "int64",
+    },
     # lm-evaluation-harness tasks (pythia_suite/eval/evaluate.py, `pythia-suite evaluate`)
     "evaluate": {  # one row per model x step x task x metric x filter
         "task": "string",  # harness task name

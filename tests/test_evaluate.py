@@ -235,6 +235,81 @@ def test_eval_tasks_command(tmp_path, capsys):
         f"micropile_{n}.{ext}" for n in ("arithmetic_times", "arithmetic_plus", "pronoun") for ext in ("yaml", "jsonl"))
 
 
+def test_builtin_tasks_on_local_copies_of_their_data(suite_dir, tmp_path):
+    """The README's recipe: a YAML named like the built-in task, `include:` of the harness' file,
+    local data files. Made-up lookalikes of LAMBADA (jsonl) and CrowS-Pairs (csv)."""
+    import lm_eval
+
+    harness_tasks = Path(lm_eval.__file__).parent / "tasks"
+    texts = ["The nurse said that she would finish the report", "The cook smiled when he heard the news"]
+    (tmp_path / "lambada.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    pd.DataFrame({"sent_more": ["The nurse said that she was tired.", "The driver said that he was late."],
+                  "sent_less": ["The nurse said that he was tired.", "The driver said that she was late."],
+                  "stereo_antistereo": ["stereo", "stereo"], "bias_type": ["gender", "gender"]}).to_csv(
+        tmp_path / "crows.csv")
+    local = tmp_path / "tasks"
+    local.mkdir()
+    for task, sub, kind, data in (("lambada_openai", "lambada", "json", "lambada.jsonl"),
+                                  ("crows_pairs_english", "crows_pairs", "csv", "crows.csv")):
+        (local / f"{task}.yaml").write_text(
+            f"include: {harness_tasks / sub / (task + '.yaml')}\ntask: {task}\ndataset_path: {kind}\n"
+            f"dataset_name: null\ndataset_kwargs: {{data_files: {{test: {tmp_path / data}}}}}\n")
+    out = tmp_path / "eval.parquet"
+    ev.evaluate_suite(suite_dir, out, ev.EvalSettings(tasks=["lambada_openai", "crows_pairs_english"],
+                                                      include_path=[str(local)], steps=[8], bootstrap_iters=0),
+                      per_item=tmp_path / "items.parquet", progress=False)
+    table = pd.read_parquet(out).set_index(["task", "metric"])
+    assert sorted(table.index) == [("crows_pairs_english", "likelihood_diff"), ("crows_pairs_english", "pct_stereotype"),
+                                   ("lambada_openai", "acc"), ("lambada_openai", "perplexity")]
+    assert (table["n"] == 2).all()
+    # pct_stereotype = share of pairs whose sent_more has the higher whole-sentence log-likelihood
+    model = GPTNeoX.from_pretrained(suite_dir / "micro-50k" / "step8")
+    tok = load_tokenizer(suite_dir / "micro-50k" / "step8" / "tokenizer.json")
+
+    def sentence_ll(text: str) -> float:
+        ids = [0] + tok.encode(text).ids  # after <|endoftext|>, as the harness scores an empty context
+        with torch.no_grad():
+            lp = F.log_softmax(model(torch.tensor([ids[:-1]])), dim=-1)[0]
+        return sum(lp[i - 1, ids[i]].item() for i in range(1, len(ids)))
+
+    pairs = pd.read_csv(tmp_path / "crows.csv")
+    want = sum(sentence_ll(a) > sentence_ll(b) for a, b in zip(pairs["sent_more"], pairs["sent_less"])) / 2
+    assert table.loc[("crows_pairs_english", "pct_stereotype"), "value"] == want
+
+
+def test_settings_record_ignores_where_task_helpers_sit_in_memory():
+    """Task configs hold Python helpers (CrowS-Pairs' process_results); their repr carries a memory
+    address that differs in every process, and must not make a rerun refuse its finished cells."""
+    import types
+
+    def helper(doc):
+        return doc
+
+    twin = types.FunctionType(helper.__code__, helper.__globals__, "helper")  # same name, another object
+    twin.__qualname__ = helper.__qualname__
+    assert id(twin) != id(helper) and str(twin) != str(helper)
+    s = ev.EvalSettings(tasks=["t"])
+    assert s.fingerprint({"t": {"process_results": helper}}) == s.fingerprint({"t": {"process_results": twin}})
+    assert s.fingerprint({"t": {"num_fewshot": 0}}) != s.fingerprint({"t": {"num_fewshot": 1}})
+
+
+def test_demo_step_plots_the_task_against_step(suite_dir, tmp_path):
+    from pythia_suite.demo import PRESETS, DemoContext
+    from pythia_suite.eval.demo_step import harness_sections
+
+    ctx = DemoContext(tmp_path, "tiny", replace(PRESETS["tiny"], sizes=("micro-50k",)), progress=False)
+    shutil.copytree(suite_dir, ctx.suite_dir)
+    ctx.ground_truth_path.parent.mkdir(parents=True)
+    shutil.copyfile(suite_dir.parent / "mp.ground_truth.json", ctx.ground_truth_path)
+    (section,) = harness_sections(ctx)
+    table = pd.read_parquet(ctx.table("evaluate"))
+    assert sorted(table["step"]) == [0, 2, 8] and set(table["task"]) == {"micropile_pronoun"}
+    assert section.figures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    final = table[table["step"] == 8]["value"].item()
+    assert f"| micro-50k | {table['params'].iloc[0]:,} | {table[table['step'] == 0]['value'].item():.3f} | 8 | {final:.3f} |" \
+        in "\n".join(section.lines)
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,8 +60,15 @@ class EvalSettings:
     def fingerprint(self, task_configs: dict[str, dict]) -> dict:
         """What a finished cell's numbers depend on, to refuse resuming with other settings."""
         return {"num_fewshot": self.num_fewshot, "limit": self.limit, "bootstrap_iters": self.bootstrap_iters,
-                "task_configs": {t: hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()
+                "task_configs": {t: hashlib.sha256(json.dumps(c, sort_keys=True, default=_stable).encode()).hexdigest()
                                  for t, c in sorted(task_configs.items())}}
+
+
+def _stable(obj) -> str:
+    """A task config's Python helpers by name: their repr holds a memory address that differs per run."""
+    if callable(obj):
+        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(obj))
 
 
 # ---- the harness, lazily ----------------------------------------------------------------------
@@ -86,7 +94,8 @@ def set_offline(offline: bool = True) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import sys
 
-    if "datasets" in sys.modules:
+    if "datasets" in sys.modules:  # datasets 2.19+ reads HF_HUB_OFFLINE, older ones HF_DATASETS_OFFLINE
+        sys.modules["datasets"].config.HF_HUB_OFFLINE = True
         sys.modules["datasets"].config.HF_DATASETS_OFFLINE = True
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
@@ -282,8 +291,9 @@ def run_cell(lm, task_name: str, task, limit: int | None, bootstrap_iters: int, 
     np.random.seed(NUMPY_SEED)
     torch.manual_seed(TORCH_SEED)
     task.set_fewshot_seed(seed=FEWSHOT_SEED)
-    # The harness draws a progress bar per task; the grid has its own (made before, so it keeps stderr).
-    with contextlib.redirect_stderr(io.StringIO()):
+    # The harness draws a progress bar per task and prints notes; the grid has its own bar (made
+    # before, so it keeps stderr), and stdout is the command's.
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         return evaluate(lm=lm, task_dict={"tasks": {task_name: task}, "groups": {}, "group_map": {}}, limit=limit,
                         bootstrap_iters=bootstrap_iters, log_samples=log_samples)
 
