@@ -59,8 +59,12 @@ def main() -> None:
     ap.add_argument("--checkpoints", type=int, default=5)
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP/torch threads of each side's process (default 1: on a shared 2-core machine more "
+                         "threads than free cores make every op spin-wait, which hides what is measured)")
     args = ap.parse_args()
-    env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -113,7 +117,7 @@ def main() -> None:
     cells = len(ckpt_steps) * len(TASKS)
     print(f"evaluate vs a shell loop of lm_eval (lm-eval {lm_eval.__version__}, transformers {transformers.__version__}, "
           f"torch {torch.__version__}); {args.size}, {len(ckpt_steps)} checkpoints x {len(TASKS)} tasks x {args.limit} "
-          f"items, batch {args.batch_size}, cpu")
+          f"items, batch {args.batch_size}, cpu, {args.threads} thread(s) per process")
     print(f"ours   (pythia-suite evaluate, one process): {ours_s:7.1f} s  ({ours_s / cells:.1f} s/cell)")
     print(f"theirs (lm_eval per checkpoint, bash loop) : {theirs_s:7.1f} s  ({theirs_s / cells:.1f} s/cell)")
     print(f"ratio theirs/ours: {theirs_s / ours_s:.2f}x  (target > 2x)")
