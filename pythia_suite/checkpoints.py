@@ -360,8 +360,14 @@ def check_weights_sha256(ck: Checkpoint) -> None:
                         f"{ck.sha256[:12]}...; the file is damaged or was replaced (see `pythia-suite checkpoints verify`)")
 
 
+# What a hub checkpoint folder needs: config, weights and the tokenizer files that tools such as
+# lm-evaluation-harness expect beside them (pythia_suite.hf_files.TOKENIZER_FILES).
+HUB_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json",
+                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
 def download_checkpoint(ck: Checkpoint) -> Path:
-    """Fetch an hf:// checkpoint's config and weights into the Hugging Face cache."""
+    """Fetch an hf:// checkpoint's config, weights and tokenizer files into the Hugging Face cache."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -369,7 +375,7 @@ def download_checkpoint(ck: Checkpoint) -> Path:
     repo, revision = ck.hf_repo_revision
     try:
         return Path(snapshot_download(repo, revision=revision,
-                                      allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json"]))
+                                      allow_patterns=HUB_PATTERNS))
     except Exception as e:  # offline, missing revision, rate limit: all one line for the user
         raise UserError(f"cannot download {repo}@{revision} from the hub: {type(e).__name__}: {e}".splitlines()[0]) from None
 

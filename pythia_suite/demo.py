@@ -198,6 +198,12 @@ def step_analyses(ctx: DemoContext) -> list[Section]:
     return sections
 
 
+def _harness_sections(ctx: DemoContext) -> list[Section]:
+    from .eval.demo_step import harness_sections  # [] when lm-eval is not installed
+
+    return harness_sections(ctx)
+
+
 def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Path:
     from . import __version__
     from .fileio import atomic_outputs
@@ -251,6 +257,7 @@ def run_demo(out: str | Path = "demo_output", preset: str = "default", fresh: bo
     step_data(ctx)
     step_train(ctx)
     sections = [step_training_summary(ctx), *step_analyses(ctx)]
+    sections += _harness_sections(ctx)
     report = write_report(ctx, sections, time.perf_counter() - t)
     print(f"\ndemo finished in {time.perf_counter() - t:.0f} s: {report}")
     for s in sections:

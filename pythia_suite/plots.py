@@ -183,3 +183,20 @@ def plot_gap_over_training(gap: pd.DataFrame, path: str | os.PathLike, shots: in
         ax.axhline(0, color="grey", lw=0.8)
         _finish(ax, "checkpoint step", "Δ accuracy (top 10 − bottom 10 x1)", f"{task}, {shots}-shot")
     return _save(fig, path)
+
+
+def plot_eval_over_training(table: pd.DataFrame, path: str | os.PathLike, task: str, metric: str) -> Path:
+    """One harness metric (the `evaluate` schema) against step, one line per model, with its stderr
+    as a band. Step 0 sits at the left edge of a symlog axis, as Pythia's early steps are dense."""
+    plt = _pyplot()
+    rows = table[(table["task"] == task) & (table["metric"] == metric)]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    colors = size_colors(rows)
+    for model in colors:
+        g = rows[rows["model"] == model].sort_values("step")
+        ax.plot(g["step"], g["value"], marker="o", ms=3, color=colors[model], label=f"{model} ({g['params'].iloc[0]:,})")
+        ax.fill_between(g["step"], g["value"] - g["stderr"].fillna(0), g["value"] + g["stderr"].fillna(0),
+                        color=colors[model], alpha=0.15, lw=0)
+    ax.set_xscale("symlog", linthresh=1)
+    _finish(ax, "step", f"{metric} ({rows['filter'].iloc[0] if len(rows) else ''})", f"{task} over training")
+    return _save(fig, path)

@@ -136,6 +136,27 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "spearman": "float64",  # rank correlation of accuracy with log frequency over every x1 (NaN if constant)
         "spearman_pvalue": "float64",
     },
+    # lm-evaluation-harness tasks (pythia_suite/eval/evaluate.py, `pythia-suite evaluate`)
+    "evaluate": {  # one row per model x step x task x metric x filter
+        "task": "string",  # harness task name
+        "metric": "string",  # e.g. acc, exact_match (the harness' "acc,none" split in two)
+        "filter": "string",  # the harness' filter name, e.g. none, first_integer
+        "n_shot": "int64",  # few-shot examples in each prompt
+        "value": "float64",
+        "stderr": "float64",  # NaN where the harness gives none
+        "n": "int64",  # items scored
+    },
+    "evaluate_items": {  # one row per model x step x task x item x filter x metric
+        "task": "string",
+        "n_shot": "int64",
+        "filter": "string",
+        "doc_id": "int64",  # the item's index in the task's evaluation split
+        "target": "string",  # gold answer (multiple choice: the gold choice's index)
+        "response": "string",  # generated text; multiple choice: the chosen index; loglikelihood: greedy match
+        "loglikelihood": "float64",  # of the target (multiple choice: of the gold choice); NaN for generation
+        "metric": "string",
+        "value": "float64",  # the item's score, e.g. 1.0 / 0.0 for acc
+    },
 }
 
 META_KEY = b"pythia_suite"

@@ -12,6 +12,8 @@ Layout of the suite folder::
 
     SUITE/checkpoints_manifest.json
     SUITE/<model>/step<N>/config.json, model.safetensors         (Hugging Face format)
+    SUITE/<model>/step<N>/tokenizer.json, tokenizer_config.json, special_tokens_map.json
+                                                                  (the data's tokenizer, if its sidecar names one)
     SUITE/<model>/step<N>/trainer_state.safetensors, trainer_state.json   (optimizer, RNG)
     SUITE/<model>/train_log.parquet                               (one row per step)
 
@@ -44,6 +46,7 @@ from .distributed import (Ranks, full_tensor, gather, is_sharded, local_device, 
                           scatter_optimizer_state, wrap)
 from .errors import UserError
 from .fileio import honour_umask, sha256_file
+from .hf_files import write_tokenizer_files
 from .model import GPTNeoX
 from .sizes import config_for, get_size, non_embedding_params, total_params
 from .tables import write_table
@@ -101,8 +104,10 @@ def _optimizer(model: torch.nn.Module, s: TrainSettings, peak: float) -> torch.o
 # ---- checkpoint files -------------------------------------------------------------------------
 
 
-def save_checkpoint(folder: Path, model: GPTNeoX, opt_state: dict[int, dict], step: int, meta: dict) -> str:
-    """Write weights (HF format) and trainer state to `folder` atomically; return the weights' sha256.
+def save_checkpoint(folder: Path, model: GPTNeoX, opt_state: dict[int, dict], step: int, meta: dict,
+                    tokenizer: Path | None = None) -> str:
+    """Write weights (HF format), the tokenizer files (if `tokenizer`, a tokenizer.json, is given)
+    and trainer state to `folder` atomically; return the weights' sha256.
 
     trainer_state.json records the sha256 of both tensor files, hashed before the folder is in
     place, so a later resume can tell a damaged file from the one that was written."""
@@ -110,6 +115,8 @@ def save_checkpoint(folder: Path, model: GPTNeoX, opt_state: dict[int, dict], st
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
+    if tokenizer is not None:  # so the folder loads in transformers and lm-eval by its path alone
+        write_tokenizer_files(tmp, tokenizer, model.config.max_position_embeddings)
     tensors = {"rng_cpu": torch.get_rng_state()}
     for i, state in opt_state.items():
         for k, v in state.items():
@@ -140,7 +147,8 @@ def load_trainer_state(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer)
     opt.load_state_dict(sd)
 
 
-def _save(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict, ranks: Ranks) -> str | None:
+def _save(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict, ranks: Ranks,
+          tokenizer: Path | None = None) -> str | None:
     """Rank 0 writes the checkpoint; an FSDP2 model's shards are gathered whole first (all ranks)."""
     if is_sharded(model):
         weights, state = gather(model, opt)
@@ -150,7 +158,7 @@ def _save(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, m
         model.load_state_dict(weights)
     else:
         state = opt.state_dict()["state"]
-    return save_checkpoint(folder, model, state, step, meta) if ranks.is_main else None
+    return save_checkpoint(folder, model, state, step, meta, tokenizer) if ranks.is_main else None
 
 
 def _resume_point(model_dir: Path, schedule: list[int]) -> int | None:
@@ -173,6 +181,7 @@ class _Run:
     config: object
     peak_lr: float
     checkpoints: list[dict] = field(default_factory=list)
+    tokenizer: Path | None = None  # the data's tokenizer.json, copied into every checkpoint folder
 
 
 def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettings, progress: bool = True) -> Path:
@@ -205,9 +214,11 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
+    tokenizer_file = _data_tokenizer(data, meta)
     for name in s.sizes:
         config = config_for(name, vocab_size=_pad_vocab(vocab), max_position_embeddings=order.seq_len)
-        runs.append(_Run(name, config, s.lr if s.lr is not None else get_size(name).learning_rate))
+        runs.append(_Run(name, config, s.lr if s.lr is not None else get_size(name).learning_rate,
+                         tokenizer=tokenizer_file))
     data_info = {
         "prefix": os.path.relpath(Path(data).resolve(), out.resolve()),
         "bin_sha256": meta.get("bin_sha256"),
@@ -229,6 +240,13 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
         train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write, data_sha=meta.get("bin_sha256"),
                     recorded=recorded.get(run.name, {}), ranks=ranks, device=device)
     return write()
+
+
+def _data_tokenizer(data: str | os.PathLike, meta: dict) -> Path | None:
+    """The tokenizer.json named by the data sidecar (relative to the sidecar's folder), if it exists."""
+    name = meta.get("tokenizer")
+    path = Path(data).parent / name if name else None
+    return path if path is not None and path.is_file() else None
 
 
 def _earlier_models(manifest: Path, data_info: dict, sizes: list[str]) -> tuple[list[dict], dict[str, dict[int, str]]]:
@@ -304,7 +322,8 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     elif start is None:
         start = 0
         rows: list[dict] = []
-        run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", model, opt, 0, state_meta, ranks))]
+        run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", model, opt, 0, state_meta, ranks,
+                                                                   run.tokenizer))]
         on_checkpoint()
         ranks.barrier()
     else:
@@ -360,7 +379,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
             # The log first: a kill between the two then loses no rows (resume drops rows >= its start).
             if ranks.is_main:
                 _write_log(rows, log_path, run, params, s, order)
-            sha = _save(model_dir / f"step{done}", model, opt, done, state_meta, ranks)
+            sha = _save(model_dir / f"step{done}", model, opt, done, state_meta, ranks, run.tokenizer)
             run.checkpoints.append(_record(order, run, model_dir, done, sha))
             last_good = done
             on_checkpoint()

@@ -126,7 +126,8 @@ def test_suite_layout_log_and_manifest(suite_a, prefix):
         assert steps == SCHEDULE  # no leftover temporaries (step*.tmp) either
         for step in SCHEDULE:
             names = sorted(p.name for p in (suite_a / model / f"step{step}").iterdir())
-            assert names == ["config.json", "model.safetensors", "trainer_state.json", "trainer_state.safetensors"]
+            assert names == ["config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+                             "tokenizer_config.json", "trainer_state.json", "trainer_state.safetensors"]
         entry = next(m for m in manifest["models"] if m["name"] == model)
         assert [c["step"] for c in entry["checkpoints"]] == SCHEDULE
         assert all(c["tokens_seen"] == c["step"] * BATCH * SEQ_LEN for c in entry["checkpoints"])
