@@ -342,15 +342,11 @@ def analyse(suite: Suite, tok, out: str | Path, config: dict | None = None, tabl
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import Parser
+    from pythia_suite.cli import analysis_parser
 
-    p = Parser(prog="pythia-suite bias", description=__doc__.split("\n\n")[0],
-               epilog="example:\n  pythia-suite bias --manifest suite --crows-pairs crows_pairs_anonymized.csv "
-                      "--lambada lambada_test.jsonl --out results/bias.parquet",
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
-    p.add_argument("--models", nargs="+", help="models to evaluate (default: all, interventions included)")
-    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    p = analysis_parser("bias", __doc__, "pythia-suite bias --manifest suite --crows-pairs crows_pairs_anonymized.csv "
+                        "--lambada lambada_test.jsonl --out results/bias.parquet", data=False,
+                        models_help="models to evaluate (default: all, interventions included)")
     p.add_argument("--winobias", help="folder with the eight WinoBias files (uclanlp/corefBias WinoBias/wino/data)")
     p.add_argument("--winobias-split", choices=("dev", "test"), default="test")
     p.add_argument("--crows-pairs", help="crows_pairs_anonymized.csv")
@@ -369,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     from pythia_suite.micropile import load_ground_truth
 
     args = build_parser().parse_args(argv)
-    if Path(args.out).suffix != ".parquet":
-        raise UserError(f"{args.out}: tables are written as .parquet files")
+    from pythia_suite.cli import require_parquet
+
+    require_parquet(args.out)
     if (args.probes is None) != (args.ground_truth is None):
         raise UserError("--probes micropile and --ground-truth FILE go together")
     from pythia_suite.devices import resolve_device

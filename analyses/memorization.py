@@ -448,16 +448,10 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import Parser
+    from pythia_suite.cli import analysis_parser
 
-    p = Parser(prog="pythia-suite memorization", description=__doc__.split("\n\n")[0],
-               epilog="example:\n  pythia-suite memorization --manifest suite/checkpoints_manifest.json "
-                      "--data data/corpus --sample 4096 --out results/memorization.parquet",
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
-    p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
-    p.add_argument("--models", nargs="+", help="models to evaluate (default: all)")
-    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    p = analysis_parser("memorization", __doc__, "pythia-suite memorization --manifest suite/checkpoints_manifest.json "
+                        "--data data/corpus --sample 4096 --out results/memorization.parquet")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sequences", help="START:END range of training-order sequence indices")
     g.add_argument("--sample", type=int, help="a seeded random sample of N trained sequences")
@@ -483,9 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for path in (args.out, args.per_sequence):
-        if path is not None and Path(path).suffix != ".parquet":
-            raise UserError(f"{path}: tables are written as .parquet files")
+    from pythia_suite.cli import require_parquet
+
+    require_parquet(args.out, args.per_sequence)
     if args.seed is not None and args.sample is None:
         raise UserError("--seed only seeds --sample N; without --sample it would be ignored")
     from pythia_suite.devices import resolve_device

@@ -240,17 +240,11 @@ def run(suite, data: str | os.PathLike, out: str | os.PathLike, models: Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import Parser
+    from pythia_suite.cli import analysis_parser
     from pythia_suite.data.counts import DEFINITIONS
 
-    p = Parser(prog="pythia-suite term-frequency", description=__doc__.split("\n\n")[0],
-               epilog="example:\n  pythia-suite term-frequency --manifest suite --data data/corpus --shots 0 4 "
-                      "--out results/term_frequency.parquet",
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
-    p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
-    p.add_argument("--models", nargs="+", help="models to evaluate (default: all)")
-    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    p = analysis_parser("term-frequency", __doc__, "pythia-suite term-frequency --manifest suite --data data/corpus "
+                        "--shots 0 4 --out results/term_frequency.parquet")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS), help="k values (default 0 2 4 8 16)")
     p.add_argument("--definition", choices=DEFINITIONS, default="token", help="how x1 is counted (default token)")
@@ -270,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     from pythia_suite.checkpoints import Suite
 
     args = build_parser().parse_args(argv)
-    if Path(args.out).suffix != ".parquet":
-        raise UserError(f"{args.out}: tables are written as .parquet files")
+    from pythia_suite.cli import require_parquet
+
+    require_parquet(args.out)
     if args.x2_max < 1:
         raise UserError(f"--x2-max must be at least 1, got {args.x2_max}")
     if args.max_new_tokens < 1:

@@ -21,6 +21,27 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def analysis_parser(name: str, doc: str, example: str, data: bool = True,
+                    models_help: str = "models to evaluate (default: all)") -> Parser:
+    """The parser of `pythia-suite <analysis>`, with the options every case study shares: which
+    suite, (its data,) which models and steps."""
+    p = Parser(prog=f"pythia-suite {name}", description=doc.split("\n\n")[0], epilog=f"example:\n  {example}",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
+    if data:
+        p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
+    p.add_argument("--models", nargs="+", help=models_help)
+    p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    return p
+
+
+def require_parquet(*paths) -> None:
+    """Tables are Parquet files: refuse any other output name up front."""
+    for path in paths:
+        if path is not None and Path(path).suffix != ".parquet":
+            raise UserError(f"{path}: tables are written as .parquet files")
+
+
 def _sub(subparsers, name: str, help: str, example: str, func) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         name,
