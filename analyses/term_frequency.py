@@ -341,7 +341,7 @@ def demo_step(ctx):
     from pythia_suite.demo import Section
     from pythia_suite.plots import plot_accuracy_vs_frequency, plot_gap_over_training
 
-    suite = Suite.load(ctx.manifest)
+    suite = Suite.load(ctx.manifest).without_interventions()  # the bias step adds interventions
     tok_path = ctx.data.with_name(ctx.data.name + ".tokenizer.json")
     tok = load_tokenizer(tok_path)
     lines, ok = planted_check(ctx, tok)
