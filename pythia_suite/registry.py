@@ -28,7 +28,7 @@ ANALYSES: dict[str, Analysis] = {
     a.name: a
     for a in [
         Analysis("memorization", "verbatim memorization of training sequences across checkpoints and sizes",
-                 "analyses.memorization:main", "analyses.memorization:demo_step"),
+                 "analyses.memorization:main", "analyses.memorization_demo:demo_step"),
         Analysis("term-frequency", "arithmetic accuracy against operand frequency in the data seen",
                  "analyses.term_frequency:main", "analyses.term_frequency:demo_step"),
         Analysis("bias", "gender bias before and after a pronoun-swap intervention",
