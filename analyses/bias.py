@@ -363,10 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.micropile import load_ground_truth
-
-    args = build_parser().parse_args(argv)
     from pythia_suite.cli import require_parquet
 
+    args = build_parser().parse_args(argv)
     require_parquet(args.out)
     if (args.probes is None) != (args.ground_truth is None):
         raise UserError("--probes micropile and --ground-truth FILE go together")

@@ -474,9 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     from pythia_suite.cli import require_parquet
 
+    args = build_parser().parse_args(argv)
     require_parquet(args.out, args.per_sequence)
     if args.seed is not None and args.sample is None:
         raise UserError("--seed only seeds --sample N; without --sample it would be ignored")

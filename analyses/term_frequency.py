@@ -262,10 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.checkpoints import Suite
-
-    args = build_parser().parse_args(argv)
     from pythia_suite.cli import require_parquet
 
+    args = build_parser().parse_args(argv)
     require_parquet(args.out)
     if args.x2_max < 1:
         raise UserError(f"--x2-max must be at least 1, got {args.x2_max}")
