@@ -310,8 +310,7 @@ def _val_loss(model: GPTNeoX, order: TrainingOrder, validation: Validation, micr
     """Mean next-token loss of the held-out items (nats/token); the model is left in training mode."""
     if not validation.n_items:
         return None
-    items = order._rows(validation.first, validation.n_items) if order.permutation is None else \
-        order.sequences(np.arange(validation.first, validation.first + validation.n_items))
+    items = order.sequences(np.arange(validation.first, validation.first + validation.n_items))
     model.eval()
     try:
         return float(model.loss(items, grad=False, micro_batch=micro))

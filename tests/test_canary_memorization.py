@@ -1,0 +1,45 @@
+"""A small planted config: canary memorization rises with copies and with model size (issue 9.1).
+
+A micro-Pile of 200 kB with canaries of 72 words from a pool of 8 (one token each), 0 / 2 / 48
+copies, two sizes trained for one pass at a raised lr so that the effect shows in ~100 steps.
+Scores are deterministic (seeded data, init and order, float32 on the CPU), so the assertions
+are exact orderings of measured numbers, each with a margin over the chance level of 1/8."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from analyses.memorization import canary_scores
+from pythia_suite.checkpoints import Suite
+from pythia_suite.data import build
+from pythia_suite.micropile import MicroPileConfig, generate
+from pythia_suite.train import TrainSettings, train
+
+SIZES = ["micro-50k", "micro-500k"]
+
+
+@pytest.fixture(scope="module")
+def final_scores(tmp_path_factory):
+    d = tmp_path_factory.mktemp("canaries")
+    cfg = replace(MicroPileConfig(), seed=3, target_bytes=200_000, canary_pool=8, canary_words=72,
+                  canary_repeats=(0, 2, 48), canaries_per_repeat=2)
+    truth = generate(d / "c.jsonl", cfg)
+    data = build([d / "c.jsonl"], d / "data", seq_len=64, vocab_size=512, seed=1).prefix
+    train(data, d / "suite", TrainSettings(sizes=SIZES, batch_size=8, checkpoint_every=10**6, lr=3e-3,
+                                           val_items=8, suite="planted"), progress=False)
+    suite = Suite.load(d / "suite")
+    scores = canary_scores(suite, truth, f"{data}.tokenizer.json")
+    last = scores[scores["step"] == scores.groupby("model")["step"].transform("max")]
+    return last.groupby(["model", "repeats"])["score"].mean().unstack("repeats")
+
+
+def test_memorization_rises_with_copies(final_scores):
+    big = final_scores.loc[SIZES[-1]]
+    assert big[48] > big[2] + 0.1 and big[48] > big[0] + 0.1
+    assert big[0] < 0.3  # never-trained controls stay near chance (1/8)
+
+
+def test_memorization_rises_with_size(final_scores):
+    assert final_scores.loc[SIZES[-1], 48] > final_scores.loc[SIZES[0], 48] + 0.1
