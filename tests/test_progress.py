@@ -57,3 +57,15 @@ def test_no_terminal_gives_log_lines_and_disabled_gives_nothing(capsys):
     quiet = progress_bar(range(3), desc="d", enabled=False)
     assert list(quiet) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_jupyter_gets_a_tqdm_bar_even_though_stderr_is_no_terminal(monkeypatch, capsys):
+    import pythia_suite.progress as progress
+
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    bar = progress.progress_bar(range(2), desc="nb")
+    assert not isinstance(bar, LogProgress) and not bar.disable  # tqdm.auto: the widget where ipywidgets exists
+    assert list(bar) == [0, 1]
+    assert progress.in_notebook.__module__  # and outside a kernel the real check says no
+    monkeypatch.undo()
+    assert progress.in_notebook() is False
