@@ -133,27 +133,28 @@ def test_train_holds_out_items_logs_validation_and_ends_with_a_line_per_model(pr
     from pythia_suite.tables import read_table
 
     out = tmp_path / "s"
+    batch = 4 * BATCH  # few steps: the test stays fast
     rc, stdout, _ = run_cli(capsys, "train", "--data", prefix, "--out", out, "--sizes", "micro-50k", "micro-200k",
-                            "--batch-size", BATCH, "--checkpoint-every", 32, "--val-items", 12, "--quiet")
+                            "--batch-size", batch, "--checkpoint-every", 8, "--val-items", 40, "--quiet")
     assert rc == 0
-    order = TrainingOrder(prefix, batch_size=BATCH)
-    total = order.num_steps - 2  # 12 held-out items need two batches of 8 without --steps
+    order = TrainingOrder(prefix, batch_size=batch)
+    total = order.num_steps - 2  # 40 held-out items need two batches of 32 without --steps
     val = Suite.load(out).data_info["validation"]
-    assert val == {"first": total * BATCH, "n_items": 12}
+    assert val == {"first": total * batch, "n_items": 40}
     log = pd.read_parquet(out / "micro-50k" / "train_log.parquet")
     assert log["step"].max() == total - 1  # the held-out items were never a trained step
     vlog = read_table(out / "micro-50k" / "val_log.parquet")
     assert vlog.attrs["schema"] == "validation_log"
     assert vlog["step"].tolist() == Suite.load(out).steps("micro-50k")  # every checkpoint
-    assert (vlog["val_items"] == 12).all() and vlog["val_loss"].iloc[-1] < vlog["val_loss"].iloc[0]
+    assert (vlog["val_items"] == 40).all() and vlog["val_loss"].iloc[-1] < vlog["val_loss"].iloc[0]
     lines = [line for line in stdout.splitlines() if line.startswith("micro-")]
     assert [line.split(":")[0] for line in lines] == ["micro-50k", "micro-200k"]
     last = vlog["val_loss"].iloc[-1]
-    assert f"validation loss {last:.3f} (12 held-out items)" in lines[0]
+    assert f"validation loss {last:.3f} (40 held-out items)" in lines[0]
     assert f"{total} steps, final loss" in lines[0] and "tokens/s" in lines[0]
     # the loss on held-out items is what model.loss computes on them
     model = Suite.load(out).load_model("micro-50k", total)
-    items = order.sequences(range(total * BATCH, total * BATCH + 12))
+    items = order.sequences(range(total * batch, total * batch + 40))
     assert model.loss(items).item() == pytest.approx(last, rel=1e-5)
 
 
