@@ -8,7 +8,7 @@
   without it tqdm falls back to text).
 - anything else (a log file, a pipe, CI): one short line on stderr every `interval` seconds or
   every 10% of the total, whichever comes first, and a last line at the end, so a long command
-  is never silent and the log stays readable.
+  is never silent and the log stays readable. Work done within 5 s prints nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Iterable, TextIO
 
 LOG_INTERVAL_S = 30.0
 LOG_FRACTION = 0.1
+LOG_AFTER_S = 5.0  # work shorter than this prints nothing (an error then stays one line)
 
 
 def in_notebook() -> bool:
@@ -43,7 +44,8 @@ class LogProgress:
 
     def __init__(self, iterable: Iterable | None = None, total: int | None = None, desc: str = "",
                  unit: str = "it", initial: int = 0, interval: float = LOG_INTERVAL_S,
-                 fraction: float = LOG_FRACTION, file: TextIO | None = None, clock=time.monotonic):
+                 fraction: float = LOG_FRACTION, file: TextIO | None = None, clock=time.monotonic,
+                 after: float = LOG_AFTER_S):
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -55,6 +57,8 @@ class LogProgress:
         self._start = self._last_t = clock()
         self._postfix = ""
         self._closed = False
+        self.after = after
+        self._printed = False
 
     def __iter__(self):
         for item in self.iterable:
@@ -75,6 +79,8 @@ class LogProgress:
         self.n += n
         now = self.clock()
         step = max(1, round(self.fraction * self.total)) if self.total else None
+        if now - self._start < self.after:
+            return
         if now - self._last_t >= self.interval or (step is not None and self.n - self._last_n >= step):
             self._emit(now)
 
@@ -87,10 +93,12 @@ class LogProgress:
         print(f"{self.desc}: {self.n}{of} {self.unit}{pct}, {elapsed:.0f} s, {rate:.3g} {self.unit}/s{extra}",
               file=self.file or sys.stderr, flush=True)
         self._last_t, self._last_n = now, self.n
+        self._printed = True
 
     def close(self) -> None:
-        if not self._closed and self.n != self._last_n:
-            self._emit(self.clock())
+        now = self.clock()
+        if not self._closed and self.n != self._last_n and (self._printed or now - self._start >= self.after):
+            self._emit(now)
         self._closed = True
 
 

@@ -17,7 +17,7 @@ class Clock:
 
 def test_a_line_every_tenth_of_the_total():
     out = io.StringIO()
-    bar = LogProgress(range(100), desc="micro-1m", unit="step", file=out, clock=Clock())
+    bar = LogProgress(range(100), desc="micro-1m", unit="step", file=out, clock=Clock(), after=0)
     assert list(bar) == list(range(100))
     lines = out.getvalue().splitlines()
     assert len(lines) == 10
@@ -42,16 +42,26 @@ def test_a_line_every_interval_when_the_total_is_large():
 
 def test_resumed_progress_counts_from_where_it_starts():
     out, clock = io.StringIO(), Clock()
-    bar = LogProgress(total=10, initial=5, desc="x", file=out, clock=clock)
+    bar = LogProgress(total=10, initial=5, desc="x", file=out, clock=clock, after=0)
     clock.t = 10.0
     bar.update(5)
     bar.close()
     assert out.getvalue().splitlines() == ["x: 10/10 it (100%), 10 s, 0.5 it/s"]
 
 
+def test_short_work_prints_nothing():
+    out, clock = io.StringIO(), Clock()
+    bar = LogProgress(total=10, desc="x", file=out, clock=clock)  # default: quiet for the first 5 s
+    clock.t = 4.0
+    bar.update(10)
+    bar.close()
+    assert out.getvalue() == ""
+
+
 def test_no_terminal_gives_log_lines_and_disabled_gives_nothing(capsys):
     bar = progress_bar(range(3), desc="d", unit="u")  # pytest's stderr is not a terminal
     assert isinstance(bar, LogProgress)
+    bar.after = 0
     assert list(bar) == [0, 1, 2]
     assert "d: 3/3 u (100%)" in capsys.readouterr().err
     quiet = progress_bar(range(3), desc="d", enabled=False)
