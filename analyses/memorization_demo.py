@@ -160,7 +160,8 @@ def demo_step(ctx):
     lines += ["", "Read from the table:", *_shape(share)]
     spread = []
     for rep in sorted({c["repeats"] for c in truth["canaries"] if c["repeats"] > 0})[-1:]:
-        found = [order.find(i[:16]) for i, c in zip(ids, truth["canaries"]) if c["repeats"] == rep]
+        found = [f[f["step"] < final] for f in (order.find(i[:16]) for i, c in zip(ids, truth["canaries"])
+                                                    if c["repeats"] == rep)]  # trained steps only
         steps = np.concatenate([f["step"].to_numpy() for f in found])
         spread.append(f"The {len(found)} canaries with {rep} copies start whole inside an item "
                       f"{sum(map(len, found))} times in the order (`TrainingOrder.find`), at steps "

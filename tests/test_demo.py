@@ -50,7 +50,7 @@ def test_demo_includes_memorization(demo):
     assert list(summary.columns[:5]) == ["suite", "model", "params", "step", "tokens_seen"]
     assert read_table_meta(tables / "memorization.parquet")["schema"] == "memorization"
     assert sorted(summary["model"].unique()) == sorted(["micro-50k", "micro-200k", "micro-500k", "micro-1m"])
-    assert (summary.groupby(["model", "step"])["n_sequences"].sum() == 256).all()  # the tiny preset's sample
+    assert (summary.groupby(["model", "step"])["n_sequences"].sum() == 256 + 64).all()  # sample + held-out items
     assert (tables / "memorization.zarr").is_dir()
     canaries = pd.read_parquet(tables / "canary_memorization.parquet")
     assert {"canary", "repeats", "matched", "score", "prefix_match"} <= set(canaries.columns)
