@@ -31,6 +31,7 @@ and ``*_transform_counts.parquet`` (mapped tokens in every transformed batch, be
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import string
 from pathlib import Path
@@ -348,16 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "--lambada lambada_test.jsonl --out results/bias.parquet", data=False,
                         models_help="models to evaluate (default: all, interventions included)")
     p.add_argument("--winobias", help="folder with the eight WinoBias files (uclanlp/corefBias WinoBias/wino/data)")
-    p.add_argument("--winobias-split", choices=("dev", "test"), default="test")
+    p.add_argument("--winobias-split", choices=("dev", "test"), default="test", help="WinoBias files to read (default test)")
     p.add_argument("--crows-pairs", help="crows_pairs_anonymized.csv")
     p.add_argument("--lambada", help="LAMBADA OpenAI jsonl (lambada_test.jsonl)")
     p.add_argument("--probes", choices=("micropile",), help="probes built from a corpus ground truth; needs --ground-truth")
     p.add_argument("--ground-truth", help="micro-Pile ground truth JSON (for --probes micropile)")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the manifest's)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per forward (default 32)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--out", required=True, help="table (.parquet); comparison and counts go beside it")
-    p.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -386,11 +385,34 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, progress=not args.quiet)
     t = tables["bias"]
     print(f"wrote {args.out} ({len(t)} rows)" + ("" if len(tables["bias_comparison"]) == 0 else " with the comparison and counts beside it"))
+    if args.figures:
+        print("wrote " + ", ".join(map(str, write_figures(tables, args.figures))))
     last = t[t["step"] == t.groupby("model")["step"].transform("max")]
     for r in last[last["metric"].isin(["bias_loglik", "pct_stereotype", "acc", "perplexity"])
                   & last["subset"].isin(["average", "gender", "all"])].itertuples():
         print(f"  {r.model} step {r.step}: {r.benchmark} {r.subset} {r.metric} = {r.value:.4f} ({r.n_items} items)")
     return 0
+
+
+# the headline panels of the figures, those a table has: the micro-Pile probes', then the official sets'
+PANELS = [("micropile_winobias", "average", "bias_loglik"), ("micropile_winobias", "average", "bias_generate"),
+          ("micropile_crows", "gender", "pct_stereotype"), ("winobias", "average", "bias_loglik"),
+          ("winobias", "average", "bias_generate"), ("crows_pairs", "gender", "pct_stereotype"),
+          ("lambada", "all", "loss_per_token")]
+
+
+def write_figures(tables: dict[str, pd.DataFrame], folder: str | os.PathLike) -> list[Path]:
+    """The figures of `analyse`'s tables, as PNGs in `folder`: each headline metric against step
+    (``bias_over_training.png``, interventions dashed) and, when the table holds interventions,
+    each against its parent (``bias_intervention.png``)."""
+    from pythia_suite.plots import plot_bias_over_training, plot_intervention
+
+    folder, comparison = Path(folder), tables["bias_comparison"]
+    figs = [plot_bias_over_training(tables["bias"], folder / "bias_over_training.png", PANELS,
+                                    dashed=frozenset(comparison["model"]))]
+    if len(comparison):
+        figs.append(plot_intervention(comparison, folder / "bias_intervention.png", PANELS))
+    return figs
 
 
 # ---- demo step (micro-Pile) --------------------------------------------------------------------
@@ -413,7 +435,6 @@ def demo_step(ctx):
 
     from pythia_suite.demo import Section
     from pythia_suite.intervention import run_intervention
-    from pythia_suite.plots import plot_bias_over_training, plot_intervention
 
     suite = Suite.load(ctx.manifest)
     base = [m for m in suite.models() if not suite.model_info(m).get("intervention")]
@@ -451,10 +472,7 @@ def demo_step(ctx):
                       + [evaluate(suite, tok, models=[m for m in base if m != largest], steps=[final], **kw)],
                       ignore_index=True)
     tables = analyse(suite, tok, ctx.table("bias"), table=table, config={"preset": ctx.preset_name})
-    figs = [plot_bias_over_training(table, ctx.figure("bias_over_training"), DEMO_PANELS,
-                                    dashed=frozenset(c[0] for c in children))]
-    if len(tables["bias_comparison"]):
-        figs.append(plot_intervention(tables["bias_comparison"], ctx.figure("bias_intervention"), DEMO_PANELS))
+    figs = write_figures(tables, ctx.out / "figures")
     lines = [f"Probes from the micro-Pile ground truth (planted pronoun skew {truth['occupations']['pronoun_skew']}): "
              f"{len(items)} WinoBias-style items (pro/anti by the planted stereotype), {len(pairs)} CrowS-style he/she "
              f"pairs; LAMBADA-style: {len(lambada)} background documents of the corpus (seen once in training), last "

@@ -180,14 +180,13 @@ def _fill(store: Store, suite: Suite, order: TrainingOrder, models: list[str], s
           batch_size: int | None, progress: bool, allow_eos: bool, client=None) -> None:
     """Compute every (model, step, chunk) not yet done: serially, one model load per (model, step),
     or as Dask tasks of (model, step, chunks) groups, each loading its model once."""
-    from tqdm.auto import tqdm
+    from pythia_suite.progress import progress_bar
 
     done = store.group["done"][:]
     todo = {(mi, si): [ci for ci in range(done.shape[2]) if not done[mi, si, ci]]
             for mi, m in enumerate(models) for si, s in enumerate(steps) if s in suite.steps(m)}
     todo = {key: chunks for key, chunks in todo.items() if chunks}
-    bar = tqdm(total=sum(map(len, todo.values())), desc="memorization", unit="chunk",
-               disable=None if progress else True, leave=False)
+    bar = progress_bar(total=sum(map(len, todo.values())), desc="memorization", unit="chunk", enabled=progress)
     if client is None:
         for (mi, si), chunks in todo.items():
             net = _load(suite, models[mi], steps[si], device)
@@ -460,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="greedy argmax over the whole vocabulary; by default the end-of-text token is never "
                         "generated, as in Pythia's generate(..., min_length=64)")
     p.add_argument("--eval-batch", type=int, help="sequences per forward pass (default: 256 on CPU, fill memory on GPU)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
-    p.add_argument("--out", required=True, help="summary table (.parquet); per-sequence zarr goes to OUT.zarr")
+    p.add_argument("--out", required=True, help="summary table OUT.parquet; beside it OUT_histogram.parquet, "
+                   "OUT_order_test.parquet, OUT_predictability.parquet and the per-sequence zarr OUT.zarr")
     p.add_argument("--per-sequence", help="also write the tidy per-sequence table here (.parquet)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, help="score on a local Dask cluster of N worker processes (127.0.0.1); "
@@ -469,7 +468,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help="score on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
                    "this package and the suite's files at the same paths)")
     p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -511,7 +509,23 @@ def main(argv: list[str] | None = None) -> int:
     summary = tables["memorization"]
     seen = summary[summary["seen"]]
     print(f"wrote {args.out} ({len(summary)} rows) and {store_path_for(args.out)}")
+    if args.figures:
+        print("wrote " + ", ".join(map(str, write_figures(tables, args.figures))))
     for r in seen.sort_values(["params", "step"]).groupby("model").tail(1).itertuples():
         print(f"  {r.model} step {r.step}: {r.n_memorized}/{r.n_sequences} memorized ({r.memorized_frac:.2%}), "
               f"mean score {r.mean_score:.3f}")
     return 0
+
+
+# ---- figures (the demo's, for any run) ----------------------------------------------------------
+
+
+def write_figures(tables: dict[str, pd.DataFrame], folder: str | os.PathLike) -> list[Path]:
+    """The memorization figures of `analyse`'s tables, as PNGs in `folder`:
+    ``memorized_over_training.png`` (memorized share of the sample per checkpoint, held-out at the
+    last one). The demo adds its canary figures beside them."""
+    from pythia_suite.plots import plot_memorized_over_training
+
+    folder = Path(folder)
+    return [plot_memorized_over_training(tables["memorization"], folder / "memorized_over_training.png")]
+

@@ -1,5 +1,7 @@
-"""The memorization case study's demo step on the micro-Pile: a sample of training sequences at
-every checkpoint (`analyses.memorization`) and the planted canaries by copies and size."""
+"""The memorization section of the demo on the micro-Pile: a seeded sample of training sequences from
+across the whole order and the held-out items at every checkpoint (`analyses.memorization`), and
+the planted canaries by copies and size, with 0-copy controls. Every sentence of the section is
+built from the measured numbers."""
 
 from __future__ import annotations
 
@@ -8,25 +10,35 @@ import os
 import numpy as np
 import pandas as pd
 
-from analyses.memorization import analyse, choose_sequences
+from analyses.memorization import analyse, choose_sequences, write_figures
 from pythia_suite.checkpoints import Suite
-from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN
+from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
 from pythia_suite.data import TrainingOrder
+from pythia_suite.errors import UserError
 
 
-def canary_scores(suite: Suite, truth: dict, tokenizer_path: str | os.PathLike) -> pd.DataFrame:
-    """Score every planted canary (prompt = its first 32 tokens) at every checkpoint of every model."""
-    from pythia_suite.continuation import score_sequences
+def canary_tokens(truth: dict, tokenizer) -> list[np.ndarray]:
+    """Every planted canary (and 0-copy control) as token ids, as the data's tokenizer cut it."""
+    return [np.array(tokenizer.encode(c["text"], add_special_tokens=False).ids, dtype=np.int64)
+            for c in truth["canaries"]]
+
+
+def canary_scores(suite: Suite, truth: dict, tokenizer, device: str = "cpu") -> pd.DataFrame:
+    """Score every planted canary (prompt = its first 32 tokens, continuation the next 32) at every
+    checkpoint of every model; canaries with 0 copies were never trained on (the control)."""
     from pythia_suite.data.build import load_tokenizer
 
-    tok = load_tokenizer(tokenizer_path)
-    ids = [tok.encode(c["text"], add_special_tokens=False).ids[: PROMPT_LEN + CONTINUATION_LEN]
-           for c in truth["canaries"]]
-    tokens = np.array(ids, dtype=np.int64)
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(tokenizer)
+    ids = canary_tokens(truth, tokenizer)
+    if min(map(len, ids)) < PROMPT_LEN + CONTINUATION_LEN:
+        raise UserError(f"a canary has {min(map(len, ids))} tokens, fewer than prompt {PROMPT_LEN} + "
+                        f"continuation {CONTINUATION_LEN}; plant longer canaries")
+    tokens = np.stack([i[: PROMPT_LEN + CONTINUATION_LEN] for i in ids])
     frames = []
     for model in suite.models():
         for step in suite.steps(model):
-            s = score_sequences(suite.load_model(model, step), tokens)
+            s = score_sequences(suite.load_model(model, step).to(device), tokens)
             frames.append(pd.DataFrame({
                 "suite": suite.name, "model": model, "params": suite.params(model), "step": step,
                 "tokens_seen": suite.tokens_seen(model, step), "canary": [c["id"] for c in truth["canaries"]],
@@ -35,65 +47,146 @@ def canary_scores(suite: Suite, truth: dict, tokenizer_path: str | os.PathLike) 
     return pd.concat(frames, ignore_index=True)
 
 
-def _shape(pivot: pd.DataFrame) -> str:
-    """An honest one-line reading of the canary table (rows: copies, columns: models by size)."""
+def _shape(pivot: pd.DataFrame) -> list[str]:
+    """Sentences that read the canary table (rows: copies, columns: models by size; values: share
+    memorized exactly) as measured: rank correlation with copies per model, and the trend with
+    size at the most copies."""
     from scipy import stats
 
-    if not (pivot.to_numpy() > 0).any():
-        return "no canary continuation token was reproduced by any model (too little training to memorize)."
-    copies = stats.spearmanr(np.repeat(pivot.index, pivot.shape[1]), pivot.to_numpy().ravel()).statistic
-    top = pivot.iloc[-1]
-    return (f"Spearman correlation of score with copies {copies:+.2f} (all sizes pooled); at {pivot.index[-1]} "
-            f"copies the score {'rises' if top.iloc[-1] > top.iloc[0] else 'does not rise'} from the smallest "
-            f"({top.iloc[0]:.2f}) to the largest model ({top.iloc[-1]:.2f}).")
+    lines = []
+    trained = pivot[pivot.index > 0]
+    for model in pivot.columns:
+        col = trained[model]
+        rho = stats.spearmanr(trained.index, col).statistic if col.nunique() > 1 else float("nan")
+        lines.append(f"- {model}: memorized share {' / '.join(f'{v:.2f}' for v in col)} at "
+                     f"{' / '.join(map(str, trained.index))} copies; Spearman correlation with copies "
+                     + (f"{rho:+.2f}" if rho == rho else "undefined (the same share everywhere)"))
+    top = trained.iloc[-1]
+    rises = bool((top.diff().dropna() >= 0).all()) and top.iloc[-1] > top.iloc[0]
+    lines.append(f"- at {trained.index[-1]} copies, from the smallest to the largest model: "
+                 f"{' -> '.join(f'{v:.2f}' for v in top)} ({'rises with size' if rises else 'does not rise steadily with size'})")
+    if 0 in pivot.index:
+        lines.append(f"- control canaries (0 copies, never trained): memorized share {' / '.join(f'{v:.2f}' for v in pivot.loc[0])}")
+    return lines
+
+
+def _in_canary(order: TrainingOrder, sequences: np.ndarray, canary_ids: set[int]) -> np.ndarray:
+    """Whether each sequence's 32 continuation tokens are all canary words (which occur nowhere else)."""
+    cont = order.sequences(sequences)[:, PROMPT_LEN : PROMPT_LEN + CONTINUATION_LEN]
+    return np.isin(cont, np.fromiter(canary_ids, dtype=np.int64)).all(axis=1)
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{k} / {n} ({k / n:.1%})" if n else "0 / 0"
 
 
 def demo_step(ctx):
-    """Memorization on the demo suite: a sample of training sequences at every checkpoint, and the
-    planted canaries by repeat count and size."""
+    """Memorization on the demo suite: a seeded sample of training sequences from across the whole
+    order and the held-out items at every checkpoint, and the planted canaries by copies and size."""
     from pythia_suite.demo import Section
-    from pythia_suite.plots import plot_canaries, plot_memorized_over_training
+    from pythia_suite.plots import plot_canaries, plot_canaries_over_training
     from pythia_suite.tables import write_table
 
     suite = Suite.load(ctx.manifest).without_interventions()  # the bias step adds interventions to the manifest
-    order = TrainingOrder(ctx.data, batch_size=ctx.preset.batch_size)
-    n = order.num_steps * order.batch_size
-    # the first sequences of the order, so bins of 512 are full for the order test
-    sequences = choose_sequences(n, sequences=f"0:{min(n, ctx.preset.memorization_sample)}")
+    order = suite.order(ctx.data)
+    final = max(suite.steps(m)[-1] for m in suite.models())
+    n_trained = order.sequences_seen(final)
+    val = suite.data_info.get("validation") or {"first": n_trained, "n_items": 0}
+    held_out = np.arange(val["first"], val["first"] + val["n_items"], dtype=np.int64)
+    sample = min(n_trained, ctx.preset.memorization_sample)
+    trained = choose_sequences(n_trained, sample=sample, seed=ctx.preset.seed)
+    sequences = np.concatenate([trained, held_out])
+    config = {"sample": sample, "seed": ctx.preset.seed, "held_out": [int(val["first"]), int(val["n_items"])]}
     tables = analyse(suite, order, sequences, ctx.table("memorization"), ctx.table("memorization_sequences"),
-                     device=ctx.preset.device, progress=ctx.progress, config={"sequences": f"0:{len(sequences)}"})
-    canaries = canary_scores(suite, ctx.ground_truth(), ctx.data.with_name(ctx.data.name + ".tokenizer.json"))
-    write_table(canaries, ctx.table("canary_memorization"), "canary_memorization")
-    summary = tables["memorization"]
-    figs = [plot_memorized_over_training(summary, ctx.figure("memorized_over_training")),
-            plot_canaries(canaries, ctx.figure("canary_memorization"))]
-    final = canaries[canaries["step"] == canaries.groupby("model")["step"].transform("max")]
-    pivot = final.pivot_table(index="repeats", columns="model", values="score", aggfunc="mean")
-    pivot = pivot[sorted(pivot.columns, key=suite.params)]
-    last = summary[summary["seen"]].sort_values("step").groupby("model").tail(1).sort_values("params")
-    lines = [f"{len(sequences):,} training sequences (the first of the order) scored at every checkpoint: prompt "
-             f"{PROMPT_LEN} tokens, greedy continuation of {CONTINUATION_LEN}; memorized = all {CONTINUATION_LEN} match.",
-             "", "| model | final step | memorized | mean score |", "|---|---:|---:|---:|"]
-    lines += [f"| {r.model} | {r.step} | {r.n_memorized} / {r.n_sequences} ({r.memorized_frac:.2%}) | {r.mean_score:.3f} |"
-              for r in last.itertuples()]
-    lines += ["", "Planted canaries at the final checkpoint: mean score (fraction of the 32 continuation tokens "
-              "reproduced) by number of copies in the corpus:", "",
-              "| copies | " + " | ".join(pivot.columns) + " |", "|---:|" + "---:|" * len(pivot.columns)]
-    lines += [f"| {rep} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for rep, row in pivot.iterrows()]
-    lines += ["", "Expected shape: more copies and larger models memorize more. Found: " + _shape(pivot)]
+                     device=ctx.preset.device, progress=ctx.progress, config=config)
+    truth = ctx.ground_truth()
+    ids = canary_tokens(truth, order.tokenizer)
+    canaries = canary_scores(suite, truth, order.tokenizer, ctx.preset.device)
+    write_table(canaries, ctx.table("canary_memorization"), "canary_memorization", config={"source": "micro-Pile ground truth"})
+    summary, per_seq = tables["memorization"], tables["memorization_sequences"]
+    models = sorted(suite.models(), key=suite.params)
+    largest = models[-1]
+    figs = write_figures(tables, ctx.out / "figures")
+    figs += [plot_canaries(canaries, ctx.figure("canary_memorization")),
+             plot_canaries_over_training(canaries, largest, ctx.figure("canaries_over_training"))]
+
+    # --- sampled sequences and the held-out control, at each model's final checkpoint
+    last = per_seq[per_seq["step"] == per_seq.groupby("model")["step"].transform("max")]
+    planted = {t for i, c in zip(ids, truth["canaries"]) if c["repeats"] > 0 for t in i.tolist()}
+    in_canary = dict(zip(sequences.tolist(), _in_canary(order, sequences, planted).tolist()))
+    lines = [f"Sequences: a seeded sample (seed {ctx.preset.seed}) of {len(trained):,} of the {n_trained:,} trained "
+             f"sequences, from across the whole order (positions {trained.min():,}..{trained.max():,}), and the "
+             f"{len(held_out):,} held-out items after the last trained step (never trained on), scored at every "
+             f"checkpoint: prompt {PROMPT_LEN} tokens, greedy continuation of {CONTINUATION_LEN}; memorized = all "
+             f"{CONTINUATION_LEN} match. `params` is the total parameter count.", "",
+             "| model | params | final step | memorized (trained sample) | mean score | memorized (held-out) | mean score (held-out) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    fracs = []
+    for model in models:
+        g = last[last["model"] == model]
+        seen, unseen = g[g["seen"]], g[~g["seen"]]
+        k = int((seen["matched"] == CONTINUATION_LEN).sum())
+        fracs.append(k / max(1, len(seen)))
+        lines.append(f"| {model} | {suite.params(model):,} | {int(g['step'].iloc[0])} | {_pct(k, len(seen))} | "
+                     f"{seen['score'].mean():.3f} | {_pct(int((unseen['matched'] == CONTINUATION_LEN).sum()), len(unseen))} | "
+                     f"{unseen['score'].mean() if len(unseen) else float('nan'):.3f} |")
+    ordered = all(b >= a for a, b in zip(fracs, fracs[1:]))
+    lines += ["", f"Memorized share of the trained sample at the final checkpoint, smallest to largest model: "
+              f"{' -> '.join(f'{f:.2%}' for f in fracs)} ({'never falls with size' if ordered else 'not monotonic in size'})."]
+    g = last[(last["model"] == largest) & last["seen"]]
+    mem = g[g["matched"] == CONTINUATION_LEN]
+    k_in = int(mem["sequence"].map(in_canary).sum())
+    n_in = int(g["sequence"].map(in_canary).sum())
+    lines.append(f"Where {largest}'s memorized sequences come from: {k_in} of its {len(mem)} memorized sampled "
+                 f"sequences have a continuation made only of canary words; of the {n_in} sampled sequences whose "
+                 f"continuation lies inside a canary, {k_in} are memorized, of the other {len(g) - n_in}, "
+                 f"{len(mem) - k_in}.")
+
+    # --- planted canaries
+    fin = canaries[canaries["step"] == canaries.groupby("model")["step"].transform("max")]
+    fin = fin.assign(memorized=fin["matched"] == CONTINUATION_LEN)
+    share = fin.pivot_table(index="repeats", columns="model", values="memorized", aggfunc="mean")[models]
+    mean = fin.pivot_table(index="repeats", columns="model", values="score", aggfunc="mean")[models]
+    count = fin.groupby(["repeats", "model"])["memorized"].agg(["sum", "size"])
+    lines += ["", f"Planted canaries ({len(truth['canaries'])}: {ctx.preset.canaries_per_repeat} per copy count, "
+              f"each {min(map(len, ids))}+ tokens of {ctx.preset.canary_words} words drawn from "
+              f"{ctx.preset.canary_private_words} words of its own, used nowhere else) at the final checkpoint: "
+              "memorized exactly (k / n) and mean score, by copies in the corpus:", "",
+              "| copies | " + " | ".join(models) + " |", "|---:|" + "---:|" * len(models)]
+    for rep in share.index:
+        cells = [f"{int(count.loc[(rep, m), 'sum'])} / {int(count.loc[(rep, m), 'size'])} ({mean.loc[rep, m]:.2f})"
+                 for m in models]
+        lines.append(f"| {rep if rep else '0 (control)'} | " + " | ".join(cells) + " |")
+    lines += ["", "Read from the table:", *_shape(share)]
+    spread = []
+    for rep in sorted({c["repeats"] for c in truth["canaries"] if c["repeats"] > 0})[-1:]:
+        found = [f[f["step"] < final] for f in (order.find(i[:16]) for i, c in zip(ids, truth["canaries"])
+                                                    if c["repeats"] == rep)]  # trained steps only
+        steps = np.concatenate([f["step"].to_numpy() for f in found])
+        spread.append(f"The {len(found)} canaries with {rep} copies start whole inside an item "
+                      f"{sum(map(len, found))} times in the order (`TrainingOrder.find`), at steps "
+                      f"{steps.min() if len(steps) else '-'}..{steps.max() if len(steps) else '-'} of {final}.")
+    lines += ["", *spread]
+
+    # --- the two findings of the paper
     order_test = tables["memorization_order_test"]
     lines.append("")
     for r in order_test.sort_values("params").itertuples():
         verdict = (f"only {r.n_bins} bin: too few sequences to test" if r.n_bins < 2 else
                    "no memorized sequences to test" if r.mean_per_bin == 0 else
-                   f"KS {r.ks_statistic:.3f}, p = {r.ks_pvalue:.3f}")
-        lines.append(f"- training order vs Poisson ({r.model}, bins of {r.bin_size}): {verdict}")
+                   f"mean {r.mean_per_bin:.2f} memorized per bin, KS {r.ks_statistic:.3f}, p = {r.ks_pvalue:.3f}")
+        lines.append(f"- training order vs Poisson ({r.model}, sampled sequences binned by {r.bin_size} positions "
+                     f"of the order): {verdict}")
     predict = tables["memorization_predictability"]
     informative = predict[predict["tp"] + predict["fn"] > 0] if len(predict) else predict
-    for r in informative.itertuples():
-        lines.append(f"- memorized at {r.predictor_model} step {r.predictor_step} as a predictor of {r.model} step "
-                     f"{r.step}: precision {r.precision:.2f}, recall {r.recall:.2f} ({r.n_sequences} sequences)")
-    if not len(informative):
+    if len(informative):
+        best = informative.sort_values(["model", "predictor_step", "predictor_model"]).groupby(
+            ["model", "predictor_model"]).tail(1)
+        for r in best.itertuples():
+            lines.append(f"- memorized at {r.predictor_model} step {r.predictor_step} as a predictor of {r.model} "
+                         f"step {r.step}: precision {r.precision:.2f}, recall {r.recall:.2f} ({r.n_sequences} sequences)")
+    else:
         lines.append("- predictability: no sequence memorized at a final checkpoint, nothing to predict")
-    names = ["memorization", "memorization_sequences", "memorization_predictability", "canary_memorization"]
+    names = ["memorization", "memorization_histogram", "memorization_order_test", "memorization_predictability",
+             "memorization_sequences", "canary_memorization"]
     return Section("Memorization", lines, figs, [t for t in map(ctx.table, names) if t.exists()])

@@ -245,18 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = analysis_parser("term-frequency", __doc__, "pythia-suite term-frequency --manifest suite --data data/corpus "
                         "--shots 0 4 --out results/term_frequency.parquet")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="arithmetic tasks (default: both)")
     p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS), help="k values (default 0 2 4 8 16)")
     p.add_argument("--definition", choices=DEFINITIONS, default="token", help="how x1 is counted (default token)")
     p.add_argument("--x2-max", type=int, default=X2_RANGE[1], help="x2 runs 1..X2_MAX (default 50, Pythia's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the examples and the bootstrap (default 0)")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one the data's sidecar names)")
-    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS,
+                   help=f"greedy answer length in tokens (default {MAX_NEW_TOKENS})")
     p.add_argument("--eval-batch", type=int, help="prompts per forward pass (default 256)")
     p.add_argument("--workers", type=int, help="processes for counting (default: every core)")
-    p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="table (.parquet); _gap, _counts tables and the counts store beside it")
-    p.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -280,10 +279,24 @@ def main(argv: list[str] | None = None) -> int:
                  args.eval_batch, args.device, args.workers, not args.quiet, dict(vars(args)))
     gap = tables["term_frequency_gap"]
     print(f"wrote {args.out} ({len(tables['term_frequency'])} rows), its _gap and _counts tables")
+    if args.figures:
+        print("wrote " + ", ".join(map(str, write_figures(tables, args.figures))))
     for r in gap.sort_values(["params", "task", "shots", "step"]).groupby(["model", "task", "shots"]).tail(1).itertuples():
         print(f"  {r.model} step {r.step} {r.task} {r.shots}-shot: top-10 {r.top_accuracy:.3f}, bottom-10 "
               f"{r.bottom_accuracy:.3f}, delta {r.delta:+.3f} [{r.delta_low:+.3f}, {r.delta_high:+.3f}]")
     return 0
+
+
+def write_figures(tables: dict[str, pd.DataFrame], folder: str | os.PathLike) -> list[Path]:
+    """The figures of `run`'s tables, as PNGs in `folder`, at the largest k asked: accuracy per x1
+    against its frequency (``term_frequency_<task>.png``) and the top-10 minus bottom-10 gap over
+    training (``term_frequency_gap.png``)."""
+    from pythia_suite.plots import plot_accuracy_vs_frequency, plot_gap_over_training
+
+    acc, folder = tables["term_frequency"], Path(folder)
+    k = int(acc["shots"].max())
+    figs = [plot_accuracy_vs_frequency(acc, folder / f"term_frequency_{t}.png", t, k) for t in sorted(acc["task"].unique())]
+    return figs + [plot_gap_over_training(tables["term_frequency_gap"], folder / "term_frequency_gap.png", k)]
 
 
 # ---- demo step (micro-Pile) ----------------------------------------------------------------------
@@ -338,7 +351,6 @@ def demo_step(ctx):
     from pythia_suite.checkpoints import Suite
     from pythia_suite.data.build import load_tokenizer
     from pythia_suite.demo import Section
-    from pythia_suite.plots import plot_accuracy_vs_frequency, plot_gap_over_training
 
     suite = Suite.load(ctx.manifest).without_interventions()  # the bias step adds interventions
     tok_path = ctx.data.with_name(ctx.data.name + ".tokenizer.json")
@@ -359,8 +371,7 @@ def demo_step(ctx):
                  config={"x2": [x2.start, x2.stop - 1], "shots": shots, "steps": steps})
     acc, gap = tables["term_frequency"], tables["term_frequency_gap"]
     k = max(shots)
-    figs = [plot_accuracy_vs_frequency(acc, ctx.figure(f"term_frequency_{t}"), t, k) for t in TASKS]
-    figs.append(plot_gap_over_training(gap, ctx.figure("term_frequency_gap"), k))
+    figs = write_figures(tables, ctx.out / "figures")
     seen = tables["term_counts"]
     last = seen[seen["step"] == seen["step"].max()]
     truth_total = sum(ctx.ground_truth()["arithmetic"]["number_counts"])

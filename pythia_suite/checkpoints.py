@@ -244,10 +244,24 @@ class Suite:
     def models(self) -> list[str]:
         return list(self._models)
 
+    def model_name(self, model: str) -> str:
+        """The suite's name for `model`, accepting the same forms everywhere: ``70m``,
+        ``pythia-70m`` and ``EleutherAI/pythia-70m`` name the same model when the suite has one
+        of them. Unknown names raise with near matches."""
+        from .sizes import name_forms
+
+        if model in self._models:
+            return model
+        matches = [m for m in self._models if name_forms(m) & name_forms(model)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UserError(f"model {model!r} is ambiguous in this suite: {', '.join(matches)}")
+        raise UserError(f"unknown model {model!r}{did_you_mean(model, self._models)}; this suite has: "
+                        f"{', '.join(self._models)}")
+
     def model_info(self, model: str) -> dict:
-        if model not in self._models:
-            raise UserError(f"unknown model {model!r}; this suite has: {', '.join(self._models)}")
-        return self._models[model]
+        return self._models[self.model_name(model)]
 
     def params(self, model: str) -> int:
         return self.model_info(model)["params"]
@@ -284,7 +298,7 @@ class Suite:
         ck = info["checkpoints"][i]
         loc = ck["location"]
         path = None if loc.startswith(HF_SCHEME) else self.root / loc
-        return Checkpoint(model, ck["step"], ck["tokens_seen"], loc, path, ck.get("sha256"))
+        return Checkpoint(info["name"], ck["step"], ck["tokens_seen"], loc, path, ck.get("sha256"))
 
     def tokens_seen(self, model: str, step: int) -> int:
         return self.resolve(model, step).tokens_seen
@@ -348,6 +362,88 @@ class Suite:
             net = net.to(dtype)
         return net
 
+    # ---- the data and tokenizer the suite was trained with ---------------------------------------
+
+    @property
+    def data_info(self) -> dict:
+        return self.manifest.get("data") or {}
+
+    @property
+    def data_prefix(self) -> Path | None:
+        """The training data's prefix (PREFIX.bin/.idx), resolved against the manifest's folder;
+        None when the manifest names no local data (the real Pythia index)."""
+        prefix = self.data_info.get("prefix")
+        if not prefix or not self.data_info.get("bin_sha256"):
+            return None
+        path = Path(prefix)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def batch_size(self) -> int | None:
+        """Sequences per optimizer step the suite was trained with."""
+        return self.data_info.get("batch_size")
+
+    @property
+    def seq_len(self) -> int | None:
+        """Context length (items hold seq_len + 1 tokens)."""
+        return self.data_info.get("seq_len")
+
+    @property
+    def data_seed(self) -> int | None:
+        return self.data_info.get("data_seed")
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        """The suite's tokenizer.json (None when the manifest names none locally)."""
+        tok = self.manifest.get("tokenizer")
+        if not tok or tok.startswith("EleutherAI/"):
+            return None
+        path = Path(tok)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def tokenizer(self):
+        """The suite's `tokenizers.Tokenizer`."""
+        from .data.build import load_tokenizer
+
+        if self.tokenizer_path is None:
+            raise UserError(f"{self.source} names no local tokenizer ({self.manifest.get('tokenizer')!r})")
+        return load_tokenizer(self.tokenizer_path)
+
+    def order(self, data: str | os.PathLike | None = None):
+        """The `TrainingOrder` this suite trained on, with its batch size, data seed and tokenizer.
+        `data` overrides the manifest's prefix (for example the real Pythia files' location)."""
+        from .data.order import TrainingOrder
+
+        prefix = data if data is not None else self.data_prefix
+        if prefix is None:
+            raise UserError(f"{self.source} names no local training data; pass its prefix: suite.order(PREFIX)")
+        return TrainingOrder(prefix, batch_size=self.batch_size, seed=self.data_seed,
+                             tokenizer=self.tokenizer_path)
+
+    def __repr__(self) -> str:
+        names = self.models()
+        steps = sorted({s for m in names for s in self.steps(m)})
+        shown = ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:3])}, ..., {names[-1]}"
+        span = f"steps {steps[0]}..{steps[-1]}" if steps else "no checkpoints"
+        data = f", data={str(self.data_prefix)!r}" if self.data_prefix is not None else ""
+        return (f"Suite({self.name!r}, {len(names)} models [{shown}], {span}, batch_size={self.batch_size}, "
+                f"seq_len={self.seq_len}{data})")
+
+
+def did_you_mean(name: str, known) -> str:
+    """" (did you mean X?)" naming the known names closest to `name`, or "". A name that differs
+    only in case or in its pythia-/EleutherAI/ form is the one suggestion."""
+    import difflib
+
+    from .sizes import name_forms
+
+    known = list(known)
+    lower = {k.lower(): k for k in known}
+    forms = {f.lower() for f in name_forms(name)}
+    same = [k for k in known if {f.lower() for f in name_forms(k)} & forms]
+    close = same[:1] or [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 def check_weights_sha256(ck: Checkpoint) -> None:
     """Refuse a local checkpoint whose weights file does not hash to the manifest's sha256."""

@@ -32,6 +32,9 @@ def analysis_parser(name: str, doc: str, example: str, data: bool = True,
         p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
     p.add_argument("--models", nargs="+", help=models_help)
     p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--figures", metavar="DIR", help="also write the figures (PNG) into DIR, the same the demo shows")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -88,17 +91,25 @@ def cmd_data_batch(args) -> int:
     from .data.order import TrainingOrder, batch_fingerprint
     from .fileio import atomic_outputs
 
+    if args.out is None and not args.text:
+        raise UserError("give --out FILE.npy (the tokens) or --text (print them as text), or both")
+    if args.out is not None and Path(args.out).suffix != ".npy":
+        raise UserError(f"--out must name a .npy file, got {args.out}")
     order = TrainingOrder(args.prefix, batch_size=args.batch_size)
     end = args.step if args.end_step is None else args.end_step
     tokens = order.batches(args.step, end)
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise UserError(f"--out must name a .npy file, got {out}")
-    with atomic_outputs(out) as (tmp,):
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(tokens))
     steps = f"step {args.step}" if end == args.step else f"steps {args.step}..{end} (inclusive)"
-    print(f"wrote {out}: {steps}, shape {tokens.shape}, dtype {tokens.dtype}")
+    if args.out is not None:
+        out = Path(args.out)
+        with atomic_outputs(out) as (tmp,):
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(tokens))
+        print(f"wrote {out}: {steps}, shape {tokens.shape}, dtype {tokens.dtype}")
+    if args.text:
+        first = args.step * order.batch_size
+        texts = order.tokenizer.decode_batch(tokens.tolist(), skip_special_tokens=False)
+        for i, text in enumerate(texts):
+            print(f"--- sequence {first + i} (step {order.step_of(first + i)}) ---\n{text}")
     for s in range(args.step, end + 1):
         rows = tokens[(s - args.step) * order.batch_size : (s - args.step + 1) * order.batch_size]
         print(f"step {s} fingerprint {batch_fingerprint(rows)}")
@@ -133,8 +144,10 @@ def cmd_data_unshard(args) -> int:
 
 
 def add_data(subparsers) -> None:
-    data = subparsers.add_parser("data", help="build, read, verify and shard indexed datasets")
-    sub = data.add_subparsers(dest="data_cmd", required=True, parser_class=Parser)
+    data = subparsers.add_parser("data", help="build, read, verify and shard indexed datasets",
+                                 description="Build, read, verify and shard indexed datasets.")
+    data.set_defaults(func=_help_of(data))
+    sub = data.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
 
     p = _sub(sub, "build", "tokenize, pack and shuffle a corpus into PREFIX.bin/.idx/.json",
              "pythia-suite data build corpus.jsonl --out data/corpus --seq-len 128 --vocab-size 4096 --seed 1", cmd_data_build)
@@ -154,19 +167,24 @@ def add_data(subparsers) -> None:
     p = _sub(sub, "batch", "write the tokens of step N (through M, inclusive) to a .npy file",
              "pythia-suite data batch pile/document --step 1000 --end-step 1001 --out batch.npy", cmd_data_batch)
     p.add_argument("prefix", help="dataset prefix (PREFIX.bin + PREFIX.idx)")
-    p.add_argument("--step", type=int, required=True)
+    p.add_argument("--step", type=int, required=True, help="first step (0-based optimizer step)")
     p.add_argument("--end-step", type=int, help="last step, inclusive (default: --step)")
-    p.add_argument("--batch-size", type=int, default=1024, help="sequences per step (default 1024, Pythia's)")
-    p.add_argument("--out", required=True, help="output .npy, shape ((end-start+1)*batch, seq_len+1)")
+    p.add_argument("--batch-size", type=int, help="sequences per step (default: the sidecar's if recorded; "
+                   "1024, Pythia's, for Pythia files; otherwise 1024 with a warning)")
+    p.add_argument("--out", help="write the tokens to this .npy, shape ((end-start+1)*batch, seq_len+1), "
+                   "dtype as stored")
+    p.add_argument("--text", action="store_true",
+                   help="print every sequence as text (the data's tokenizer, from its sidecar) to stdout")
 
     p = _sub(sub, "verify", "check structure and recompute checksums against the sidecar",
              "pythia-suite data verify data/corpus", cmd_data_verify)
-    p.add_argument("prefix")
+    p.add_argument("prefix", help="dataset prefix (PREFIX.bin + PREFIX.idx, and PREFIX.json if any)")
 
     p = _sub(sub, "shard", "split PREFIX.bin into NAME-NNNNN-of-NNNNN.bin pieces with sha256 each",
              "pythia-suite data shard data/corpus --out-dir shards/ --shard-bytes 5000000000", cmd_data_shard)
-    p.add_argument("prefix")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("prefix", help="dataset prefix (PREFIX.bin + PREFIX.idx)")
+    p.add_argument("--out-dir", required=True,
+                   help="folder for NAME-NNNNN-of-NNNNN.bin, NAME.idx and NAME.shards.json (sha256 per piece)")
     p.add_argument("--shard-bytes", type=int, default=5_000_000_000,
                    help="bytes per piece (default 5e9, the default of Pythia's shard_memmap.py; "
                         "its preshuffled document.bin ships in 21 pieces of about 28.6 GB)")
@@ -209,9 +227,12 @@ def cmd_train(args) -> int:
         sizes=args.sizes, steps=args.steps, batch_size=args.batch_size, micro_batch=args.micro_batch,
         seed=args.seed, data_seed=args.data_seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
         vocab_size=args.vocab_size, device=args.device, suite=args.suite, parallel=args.parallel,
+        val_items=args.val_items,
     )
-    manifest = train(args.data, args.out, settings, progress=not args.quiet)
-    if os.environ.get("RANK", "0") == "0":
+    rank0 = os.environ.get("RANK", "0") == "0"
+    manifest = train(args.data, args.out, settings, progress=not args.quiet,
+                     on_model_done=lambda summary: print(summary.line(), flush=True) if rank0 else None)
+    if rank0:
         print(f"wrote {manifest}")
     return 0
 
@@ -242,7 +263,10 @@ def add_train(subparsers) -> None:
                    "torchrun; each rank trains a contiguous slice of every batch; gloo on CPU, nccl on CUDA)")
     p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
                    help="with several ranks: DDP (default) or FSDP2 (parameters sharded, gathered for checkpoints)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--val-items", type=int,
+                   help="held-out items right after the last trained step, never trained on; their loss at every "
+                        "checkpoint goes to SUITE/<model>/val_log.parquet (default: one batch; 0: none)")
+    p.add_argument("--quiet", action="store_true", help="no progress output (the final line per model stays)")
     g = p.add_argument_group("intervention: continue a trained model with transformed data (pythia_suite.intervention)")
     g.add_argument("--resume-from", metavar="SUITE/MODEL[@STEP]",
                    help="the parent model and the checkpoint to start from (or give --from-fraction)")
@@ -305,17 +329,20 @@ def cmd_checkpoints_verify(args) -> int:
 
 
 def add_checkpoints(subparsers) -> None:
-    ck = subparsers.add_parser("checkpoints", help="list and verify a suite's checkpoints")
-    sub = ck.add_subparsers(dest="ck_cmd", required=True, parser_class=Parser)
+    ck = subparsers.add_parser("checkpoints", help="list and verify a suite's checkpoints",
+                               description="List and verify a suite's checkpoints.")
+    ck.set_defaults(func=_help_of(ck))
+    sub = ck.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     p = _sub(sub, "list", "list models x steps of a manifest (default: the real Pythia suite)",
              "pythia-suite checkpoints list suite/checkpoints_manifest.json --model micro-1m --format json",
              cmd_checkpoints_list)
-    p.add_argument("manifest", nargs="?", help="checkpoints_manifest.json or its folder")
-    p.add_argument("--model", help="only this model")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("manifest", nargs="?", help="checkpoints_manifest.json or its folder (default: the real Pythia suite)")
+    p.add_argument("--model", help="only this model (70m, pythia-70m and EleutherAI/pythia-70m are one name)")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="a text table (default) or a JSON list of checkpoints on stdout")
     p = _sub(sub, "verify", "recompute checksums and flag steps with identical weights",
              "pythia-suite checkpoints verify suite/checkpoints_manifest.json", cmd_checkpoints_verify)
-    p.add_argument("manifest", nargs="?", help="checkpoints_manifest.json or its folder")
+    p.add_argument("manifest", nargs="?", help="checkpoints_manifest.json or its folder (default: the real Pythia suite)")
 
 
 # ---- demo -------------------------------------------------------------------------------------
@@ -333,7 +360,9 @@ def add_demo(subparsers) -> None:
 
     p = _sub(subparsers, "demo", "the whole suite end to end on the built-in micro-Pile (offline)",
              "pythia-suite demo --out demo_output", cmd_demo)
-    p.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--out", default="demo_output",
+                   help="output folder (default demo_output): report.md, tables/*.parquet, figures/*.png, and the "
+                        "corpus/, data/ and suite/ it built")
     p.add_argument("--preset", default="default", choices=list(PRESETS),
                    help="size of the run: tiny (seconds), default (minutes on a laptop), gpu")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished work")
@@ -479,12 +508,23 @@ def add_analyses(subparsers) -> None:
 # ---- entry point ------------------------------------------------------------------------------
 
 
+def _help_of(parser: argparse.ArgumentParser):
+    """A command without its subcommand prints its help (and the subcommands) instead of an error."""
+    def show(args) -> int:
+        parser.print_help()
+        return 0
+
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = Parser(prog="pythia-suite", description="Pythia-style training-dynamics research suite.")
+    parser = Parser(prog="pythia-suite", description="Pythia-style training-dynamics research suite.",
+                    epilog="`pythia-suite COMMAND --help` describes each command, with an example.")
     parser.add_argument("--version", action="version", version=f"pythia-suite {__version__}")
-    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    parser.set_defaults(func=_help_of(parser))
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     add_data(sub)
     add_train(sub)
     add_checkpoints(sub)
@@ -498,7 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .registry import ANALYSES, available, resolve
 
+    import warnings
+
     argv = sys.argv[1:] if argv is None else list(argv)
+    # a library warning is one readable line here, not a source location
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, *rest, **kw: print(f"warning: {message}", file=sys.stderr)
     try:
         if argv and argv[0] in ANALYSES and ANALYSES[argv[0]] in available():
             rc = resolve(ANALYSES[argv[0]].main)(argv[1:]) or 0
@@ -522,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, settings_mismatch
 
 
 @dataclass(frozen=True)
@@ -38,22 +38,29 @@ class Preset:
     seed: int = 1234
     device: str = "cpu"
     canaries_per_repeat: int = 4
-    steps: int | None = None  # optimizer steps; None: one pass over the data
-    memorization_sample: int = 1024  # training sequences scored at every checkpoint
+    steps: int | None = None  # optimizer steps; None: one pass over the data (less the held-out items)
+    memorization_sample: int = 1024  # trained sequences (a seeded sample of the whole order) scored at every checkpoint
+    # Canaries small models can memorize in one pass: each draws its words from 12 words of its own
+    # (log2(12) bits a word, unique passages), copies from 1 to 128, and 0-copy controls never written.
+    canary_private_words: int = 12
+    canary_words: int = 72  # > 64 tokens: prompt 32 + continuation 32
+    canary_repeats: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+    val_items: int = 256  # held-out items after the last trained step (validation loss, memorization control)
 
 
 PRESETS: dict[str, Preset] = {
     # inside the test suite: seconds
     "tiny": Preset(corpus_bytes=300_000, vocab_size=512, seq_len=64, batch_size=8,
                    sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=16,
-                   canaries_per_repeat=1, steps=48, memorization_sample=256),
+                   canaries_per_repeat=1, steps=48, memorization_sample=256, canary_repeats=(0, 1, 4, 16, 64),
+                   val_items=64),
     # the README's `make demo`: minutes on a laptop
     "default": Preset(corpus_bytes=5_000_000, vocab_size=2048, seq_len=128, batch_size=32,
                       sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=64),
     # a GPU: ten times the data, the largest micro size too
     "gpu": Preset(corpus_bytes=50_000_000, vocab_size=4096, seq_len=256, batch_size=64,
                   sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m", "micro-5m"), checkpoint_every=250,
-                  device="cuda", memorization_sample=8192),
+                  device="cuda", memorization_sample=8192, val_items=1024),
 }
 
 
@@ -120,8 +127,8 @@ def _check_settings(ctx: DemoContext) -> None:
     if record.exists():
         old = json.loads(record.read_text())
         if old != settings:
-            raise UserError(f"{ctx.out} holds a demo run with other settings (preset {old.get('preset')!r}); "
-                            "pass --fresh to start over, or use another --out")
+            raise UserError(settings_mismatch(str(ctx.out), old, settings, "a demo run")
+                            + "; pass --fresh to start over, or use another --out")
     else:
         record.write_text(json.dumps(settings, indent=1) + "\n")
 
@@ -134,7 +141,10 @@ def step_corpus(ctx: DemoContext) -> None:
     p = ctx.preset
     ctx.log(f"[1/5] generating the micro-Pile ({p.corpus_bytes / 1e6:.1f} MB)")
     generate(ctx.corpus, replace(MicroPileConfig(), seed=p.seed, target_bytes=p.corpus_bytes,
-                                 canaries_per_repeat=p.canaries_per_repeat), ctx.ground_truth_path)
+                                 canaries_per_repeat=p.canaries_per_repeat, canary_words=p.canary_words,
+                                 canary_private_words=p.canary_private_words, canary_repeats=p.canary_repeats,
+                                 canary_pool=p.canary_private_words * len(p.canary_repeats) * p.canaries_per_repeat),
+             ctx.ground_truth_path)
 
 
 def step_data(ctx: DemoContext) -> None:
@@ -153,36 +163,50 @@ def step_train(ctx: DemoContext) -> None:
     p = ctx.preset
     ctx.log(f"[3/5] training {', '.join(p.sizes)} (batch {p.batch_size} x {p.seq_len} tokens)")
     settings = TrainSettings(sizes=list(p.sizes), steps=p.steps, batch_size=p.batch_size, seed=p.seed,
-                             checkpoint_every=p.checkpoint_every, device=p.device, suite="micro-pile")
-    train(ctx.data, ctx.suite_dir, settings, progress=ctx.progress)
+                             checkpoint_every=p.checkpoint_every, device=p.device, suite="micro-pile",
+                             val_items=p.val_items)
+    train(ctx.data, ctx.suite_dir, settings, progress=ctx.progress, on_model_done=lambda m: ctx.log(f"  {m.line()}"))
 
 
 def step_training_summary(ctx: DemoContext, window: int = 20) -> Section:
-    from .plots import plot_final_loss, plot_loss_curves
+    from .plots import plot_final_loss, plot_loss_curves, plot_loss_with_validation
     from .tables import write_table
-    from .train import read_train_log
+    from .train import read_train_log, read_val_log
 
     ctx.log("[4/5] summarising training")
     log = read_train_log(ctx.suite_dir)
     from .checkpoints import Suite
 
     log = log[log["model"].isin(Suite.load(ctx.manifest).without_interventions().models())]  # no bias interventions
+    val = read_val_log(ctx.suite_dir)
+    val = val[val["model"].isin(log["model"].unique())]
     write_table(log, ctx.table("train_log"), "train_log", config=asdict(ctx.preset), seeds={"init": ctx.preset.seed})
+    write_table(val, ctx.table("validation_log"), "validation_log", config=asdict(ctx.preset),
+                seeds={"init": ctx.preset.seed})
     final = (log.sort_values("step").groupby(["suite", "model", "params"], as_index=False)
              .apply(lambda g: pd.Series({"step": g["step"].max() + 1, "loss": g["loss"].tail(window).mean()}),
                     include_groups=False)
              .sort_values("params"))
-    figs = [plot_loss_curves(log, ctx.figure("loss_curves")), plot_final_loss(final, ctx.figure("final_loss"))]
+    figs = [plot_loss_curves(log, ctx.figure("loss_curves")), plot_final_loss(final, ctx.figure("final_loss")),
+            plot_loss_with_validation(log, val, ctx.figure("validation_loss"))]
     final["first_loss"] = final["model"].map(log.sort_values("step").groupby("model")["loss"].first())
-    lines = [f"Final loss is the mean training loss of the last {window} steps.", "",
-             "| model | params | first loss | final loss |", "|---|---:|---:|---:|"]
-    lines += [f"| {r.model} | {r.params:,} | {r.first_loss:.3f} | {r.loss:.3f} |" for r in final.itertuples()]
+    last_val = val.sort_values("step").groupby("model").tail(1).set_index("model")
+    final["val_loss"] = final["model"].map(last_val["val_loss"]) if len(val) else float("nan")
+    n_val = int(last_val["val_items"].iloc[0]) if len(val) else 0
+    lines = [f"Final loss is the mean training loss of the last {window} steps; held-out loss is the loss at the "
+             f"last checkpoint on the {n_val} items after the last trained step (never trained on).", "",
+             "| model | params | first loss | final loss | held-out loss |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r.model} | {r.params:,} | {r.first_loss:.3f} | {r.loss:.3f} | {r.val_loss:.3f} |"
+              for r in final.itertuples()]
     ordered = final["loss"].is_monotonic_decreasing
     falls = (final["loss"] < final["first_loss"]).all()
     lines += ["", f"Every loss curve falls: {'yes' if falls else 'NO'}. "
               f"Larger models reach lower loss: {'yes' if ordered else 'NO'} "
               f"(order by final loss: {', '.join(final.sort_values('loss')['model'])})."]
-    return Section("Training", lines, figs, [ctx.table("train_log")])
+    if len(val):
+        gap = final["val_loss"] - final["loss"]
+        lines.append(f"Held-out minus final training loss: {', '.join(f'{m} {g:+.3f}' for m, g in zip(final['model'], gap))}.")
+    return Section("Training", lines, figs, [ctx.table("train_log"), ctx.table("validation_log")])
 
 
 def step_analyses(ctx: DemoContext) -> list[Section]:
@@ -209,7 +233,10 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
     from .fileio import atomic_outputs
     from .tables import git_commit
 
+    from .checkpoints import Suite
+
     truth = ctx.ground_truth()
+    suite = Suite.load(ctx.manifest)
     p = ctx.preset
     lines = [
         "# pythia-suite demo report", "",
@@ -219,7 +246,9 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
         f"- corpus: the micro-Pile, {truth['corpus']['n_bytes'] / 1e6:.1f} MB, "
         f"{truth['corpus']['n_documents']:,} documents, seed {p.seed} (`corpus/`, ground truth beside it)",
         f"- data: byte-level BPE of {p.vocab_size} tokens, items of {p.seq_len}+1 tokens, PCG64 shuffle seed {p.seed} (`data/`)",
-        f"- models: {', '.join(p.sizes)}; batch {p.batch_size}, "
+        "- models: " + "; ".join(f"{m} ({suite.model_info(m)['non_embedding_params']:,} non-embedding, "
+                                 f"{suite.params(m):,} total parameters)" for m in p.sizes)
+        + f". Size names give the approximate non-embedding count; every `params` below is the total. Batch {p.batch_size}, "
         f"{'one pass over the data' if p.steps is None else f'{p.steps} steps'}, checkpoints at 0, "
         f"powers of two and every {p.checkpoint_every} steps (`suite/checkpoints_manifest.json`)",
         f"- device: {p.device}", "",
@@ -230,10 +259,20 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
         if s.tables:
             lines += ["", "Tables: " + ", ".join(f"`{t.relative_to(ctx.out)}`" for t in s.tables)]
         lines.append("")
+    written = sorted((ctx.out / "tables").glob("*.parquet")) + sorted((ctx.out / "tables").glob("*.zarr"))
+    lines += ["## Every table this demo wrote", "",
+              *[f"- `{t.relative_to(ctx.out)}`" + (f" (schema `{_schema(t)}`)" if t.suffix == ".parquet" else
+                                                   " (per-sequence zarr store)") for t in written], ""]
     path = ctx.out / "report.md"
     with atomic_outputs(path) as (tmp,):
         tmp.write_text("\n".join(lines))
     return path
+
+
+def _schema(path: Path) -> str:
+    from .tables import read_table_meta
+
+    return read_table_meta(path).get("schema", "?")
 
 
 def run_demo(out: str | Path = "demo_output", preset: str = "default", fresh: bool = False,

@@ -9,7 +9,12 @@ three case studies then have ground truth to be checked against, which the real 
   with model size.
 - Memorization: canaries, passages of pseudo-words drawn *uniformly* from a pool used nowhere else
   (so no model can predict them without having memorized them). Each is repeated d times, for d in
-  `canary_repeats`, one repetition per document, at recorded, spread-out document positions.
+  `canary_repeats`, one repetition per document, at recorded, spread-out document positions. A
+  repeat count of 0 makes control canaries: drawn the same way, recorded, never written. With
+  `canary_private_words` = P, each canary draws its words from its own P words (the pool split
+  between canaries): a passage is low-entropy (log2(P) bits a word, predictable from the last few
+  words once memorized) but unique, and any of its words names it, so small models can memorize
+  it within one pass; the 0-copy controls measure what the prompt alone predicts.
 - Term frequency: `Q:What is {x1} times {x2}? A:{answer}` and `... plus ...` lines (Pythia's
   forms), with x1 drawn from a Zipf law over a seeded permutation of 0..99, so operand frequency
   spans two orders of magnitude and is unrelated to the number's value.
@@ -87,6 +92,7 @@ class MicroPileConfig:
     canaries_per_repeat: int = 4
     canary_words: int = 80  # every word is >= 1 token, so >= 80 tokens with any BPE
     canary_pool: int = 1000  # pseudo-words that occur only in canaries
+    canary_private_words: int = 0  # > 0: each canary draws from its own words, this many (pool split per canary)
     arithmetic_fraction: float = 0.05  # share of (non-canary) documents that are arithmetic Q/A
     x1_zipf: float = 1.0  # Zipf exponent of x1 over its permuted ranks
     occupation_fraction: float = 0.05  # share of (non-canary) documents of occupation sentences
@@ -98,9 +104,14 @@ def _check(cfg: MicroPileConfig) -> None:
     rules = {
         f"target_bytes must be positive, got {cfg.target_bytes}": cfg.target_bytes >= 1,
         "need topics >= 1 and vocab_words >= 4 x topics": 1 <= cfg.topics <= cfg.vocab_words // 4,
-        "canary_repeats must be positive integers": all(isinstance(d, int) and d >= 1 for d in cfg.canary_repeats),
+        "canary_repeats must be integers >= 0 (0: a control canary, never written)":
+            all(isinstance(d, int) and d >= 0 for d in cfg.canary_repeats),
         "need canaries_per_repeat >= 0, canary_words >= 1, canary_pool >= 2":
             cfg.canaries_per_repeat >= 0 and cfg.canary_words >= 1 and cfg.canary_pool >= 2,
+        f"canary_private_words x canaries ({cfg.canary_private_words} x "
+        f"{len(cfg.canary_repeats) * cfg.canaries_per_repeat}) must fit in canary_pool {cfg.canary_pool}, with >= 2 each":
+            cfg.canary_private_words == 0 or (cfg.canary_private_words >= 2 and cfg.canary_private_words
+                                              * len(cfg.canary_repeats) * cfg.canaries_per_repeat <= cfg.canary_pool),
         f"arithmetic_fraction ({a}) and occupation_fraction ({o}) must be >= 0 with a sum below 1":
             a >= 0 and o >= 0 and a + o < 1,
         f"pronoun_skew must be in [0, 1], got {cfg.pronoun_skew}": 0 <= cfg.pronoun_skew <= 1,
@@ -265,10 +276,12 @@ def _canaries(rng: np.random.Generator, lex: _Lexicon, cfg: MicroPileConfig) -> 
     """
     pool = np.array(lex.canary_pool, dtype=object)
     canaries, events = [], []
+    private = cfg.canary_private_words
     for d in cfg.canary_repeats:
         for _ in range(cfg.canaries_per_repeat):
             cid = len(canaries)
-            text = " ".join(pool[rng.integers(len(pool), size=cfg.canary_words)])
+            words = pool[cid * private : (cid + 1) * private] if private else pool
+            text = " ".join(words[rng.integers(len(words), size=cfg.canary_words)])
             canaries.append({"id": cid, "repeats": d, "text": text, "documents": []})
             u = (np.arange(d) + (1 - CANARY_JITTER) / 2 + CANARY_JITTER * rng.random(d)) / d
             events += [(float(x), cid) for x in u]

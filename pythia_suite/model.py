@@ -337,6 +337,29 @@ class GPTNeoX(nn.Module):
                 logits, _ = self(out[:, i : i + 1], cache)
         return out
 
+    def loss(self, batch, grad: bool | None = None, micro_batch: int | None = None) -> torch.Tensor:
+        """Pythia's next-token loss on items of seq_len + 1 tokens: the model reads ``item[:-1]``
+        and predicts ``item[1:]``; mean cross-entropy in nats/token, a float32 scalar.
+
+        `batch` is what the data gives (`TrainingOrder.batch(step)`, uint16/int32 numpy) or any
+        integer array or tensor (B, T+1). Gradients are tracked only when `grad` is True; by
+        default only in training mode, so ``model.eval(); model.loss(batch)`` never builds a
+        graph. `micro_batch` rows per forward pass bound the memory (evaluation only).
+        """
+        tokens = as_tokens(batch, self.embed_out.weight.device)
+        if tokens.size(1) < 2:
+            raise UserError(f"items need at least 2 tokens (inputs + shifted targets), got {tokens.size(1)}")
+        grad = self.training if grad is None else grad
+        with torch.set_grad_enabled(grad):
+            if grad or not micro_batch:
+                logits = self(tokens[:, :-1])  # (B, T, vocab)
+                return causal_lm_loss(logits, tokens[:, 1:])
+            total = torch.zeros((), dtype=torch.float64, device=tokens.device)
+            for a in range(0, tokens.size(0), micro_batch):
+                part = tokens[a : a + micro_batch]
+                total += causal_lm_loss(self(part[:, :-1]), part[:, 1:]).double() * part.size(0)
+            return (total / tokens.size(0)).float()
+
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None) -> GPTNeoX:
         """Load a Hugging Face GPT-NeoX folder: config.json and model.safetensors, pytorch_model.bin,
@@ -376,6 +399,27 @@ class GPTNeoX(nn.Module):
         with atomic_outputs(path / "config.json", path / "model.safetensors") as (config_tmp, weights_tmp):
             config_tmp.write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
             save_file(state, weights_tmp, metadata={"format": "pt"})
+
+
+def as_tokens(batch, device: torch.device | str | None = None) -> torch.Tensor:
+    """Token ids as the model takes them: a LongTensor (B, T) from a numpy array (uint16, int32, ...,
+    such as `TrainingOrder.batch(step)`), a list, or a tensor; a 1-D input becomes one row."""
+    if isinstance(batch, torch.Tensor):
+        tokens = batch
+    else:
+        import numpy as np
+
+        array = np.asarray(batch)
+        if array.dtype.kind not in "iu":
+            raise UserError(f"token ids must be integers, got {array.dtype}")
+        tokens = torch.from_numpy(array.astype(np.int64, copy=True))  # uint16 has no torch twin
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise UserError(f"token ids must be integers, got {tokens.dtype}")
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2:
+        raise UserError(f"token ids must be (batch, seq) or (seq,), got shape {tuple(tokens.shape)}")
+    return tokens.to(device=device, dtype=torch.long)
 
 
 def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

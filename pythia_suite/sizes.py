@@ -78,8 +78,18 @@ def get_size(name: str) -> ModelSize:
     """Look up a size by table name or alias (`70m`, `pythia-70m`, `EleutherAI/pythia-70m-deduped`)."""
     key = ALIASES.get(name, name)
     if key not in SIZES:
-        raise UserError(f"unknown model size {name!r}; known: {', '.join(SIZES)}")
+        from .checkpoints import did_you_mean
+
+        raise UserError(f"unknown model size {name!r}{did_you_mean(name, [*SIZES, *ALIASES])}; "
+                        f"known: {', '.join(SIZES)} (Pythia sizes also as pythia-70m, ...)")
     return SIZES[key]
+
+
+def name_forms(name: str) -> set[str]:
+    """The forms one model name takes: ``70m``, ``pythia-70m`` and ``EleutherAI/pythia-70m`` are
+    one name; ``-deduped`` stays part of it (another model)."""
+    base = name.removeprefix("EleutherAI/").removeprefix("pythia-")
+    return {base, f"pythia-{base}", f"EleutherAI/pythia-{base}"}
 
 
 def config_for(

@@ -157,6 +157,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "metric": "string",
         "value": "float64",  # the item's score, e.g. 1.0 / 0.0 for acc
     },
+    # ---- held-out loss and table metadata (issue 9) ----
+    "validation_log": {  # one row per checkpoint of one model (train.py: SUITE/<model>/val_log.parquet)
+        "val_loss": "float64",  # mean cross-entropy (nats/token) on the held-out items, never trained on
+        "val_items": "int64",  # held-out items evaluated (the ones after the last trained step)
+    },
 }
 
 META_KEY = b"pythia_suite"
@@ -219,3 +224,17 @@ def read_table_meta(path: str | os.PathLike) -> dict:
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read table {path}: {e}") from None
     return json.loads(md[META_KEY]) if META_KEY in md else {}
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A table written by `write_table`, with its metadata block (schema, version, git commit,
+    seeds, config) in ``df.attrs``; a user mistake (missing or foreign file) raises UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"table not found: {path}")
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read table {path}: {str(e).splitlines()[0]}") from None
+    df.attrs.update(read_table_meta(path))
+    return df

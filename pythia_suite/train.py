@@ -20,6 +20,11 @@ Layout of the suite folder::
 Checkpoint ``stepN`` is the model after N optimizer steps. The log row of step s holds the loss of
 the model *before* step s on batch s, the lr and the gradient norm of that update. Resuming starts
 from the newest checkpoint that has trainer state, and gives bit-identical later checkpoints.
+
+Held-out items: the `val_items` items right after the last trained step are never trained on
+(by default one batch; without ``--steps`` the run stops early enough to leave them). Every
+checkpoint's loss on them goes to ``SUITE/<model>/val_log.parquet`` (schema ``validation_log``),
+and the manifest records them as ``data.validation`` = {"first": item, "n_items": n}.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +51,7 @@ from .data.sidecar import read_sidecar
 from .devices import resolve_device
 from .distributed import (Ranks, full_tensor, gather, is_sharded, local_device, no_sync, ranks_from_env,
                           scatter_optimizer_state, wrap)
-from .errors import UserError
+from .errors import UserError, settings_mismatch
 from .fileio import honour_umask, sha256_file
 from .hf_files import write_tokenizer_files
 from .model import GPTNeoX
@@ -79,6 +86,7 @@ class TrainSettings:
     device: str = "cpu"
     suite: str | None = None  # suite name; default: the output folder's name
     parallel: str = "ddp"  # with several ranks: "ddp" or "fsdp" (FSDP2)
+    val_items: int | None = None  # held-out items after the last step; None: one batch (if the data has them)
 
 
 def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_frac: float) -> float:
@@ -184,22 +192,73 @@ class _Run:
     tokenizer: Path | None = None  # the data's tokenizer.json, copied into every checkpoint folder
 
 
-def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettings, progress: bool = True) -> Path:
-    """Train every size in `settings.sizes` on `data`; return the path of the suite's manifest."""
+@dataclass(frozen=True)
+class Validation:
+    """Held-out items [first, first + n_items) of the order, never trained on."""
+
+    first: int
+    n_items: int
+
+
+@dataclass
+class ModelSummary:
+    """How one size's run ended (the line `train` prints per model)."""
+
+    model: str
+    steps: int
+    final_loss: float  # mean training loss of the last `window` steps
+    window: int
+    val_loss: float | None  # at the last checkpoint, on the held-out items
+    val_items: int
+    seconds: float  # wall time of this invocation (0 when everything was already trained)
+    steps_run: int  # steps this invocation trained
+    tokens_per_s: float
+
+    def line(self) -> str:
+        val = (f"validation loss {self.val_loss:.3f} ({self.val_items} held-out items)"
+               if self.val_loss is not None else "no validation items")
+        speed = (f"{self.seconds:.0f} s for {self.steps_run} steps, {self.tokens_per_s:,.0f} tokens/s"
+                 if self.steps_run else "already trained (nothing to do)")
+        return (f"{self.model}: {self.steps} steps, final loss {self.final_loss:.3f} (mean of the last "
+                f"{self.window} steps), {val}; {speed}")
+
+
+def _validation(order: TrainingOrder, total: int, requested: int | None) -> Validation:
+    first = total * order.batch_size
+    room = order.num_steps * order.batch_size - first
+    if requested is None:
+        return Validation(first, min(order.batch_size, room))
+    if requested < 0 or requested > room:
+        raise UserError(f"--val-items {requested} out of range: {room} items follow the last trained step "
+                        f"{total - 1} (use fewer --steps, or --val-items 0..{room})")
+    return Validation(first, requested)
+
+
+def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettings, progress: bool = True,
+          on_model_done=None) -> Path:
+    """Train every size in `settings.sizes` on `data`; return the path of the suite's manifest.
+
+    When a size finishes, its `ModelSummary` goes to `on_model_done` (default: its line on
+    stderr, if `progress`)."""
     s = settings
     if not s.sizes:
         raise UserError("no sizes to train; pass --sizes (see `pythia-suite train --help`)")
     ranks = ranks_from_env(s.device)
     device = local_device(s.device, ranks)
     resolve_device(device)  # before anything is written
-    for name in s.sizes:
-        get_size(name)
+    # one name per size, whichever form was given (70m, pythia-70m, EleutherAI/pythia-70m)
+    s = replace(s, sizes=[get_size(name).name for name in s.sizes])
     if len(set(s.sizes)) != len(s.sizes):
         raise UserError(f"--sizes names a size twice: {' '.join(s.sizes)}")
     order = TrainingOrder(data, batch_size=s.batch_size, seed=s.data_seed)
-    total = order.num_steps if s.steps is None else s.steps
+    if s.steps is None:  # every full batch, less those the held-out items need
+        reserve = -(-(order.batch_size if s.val_items is None else s.val_items) // order.batch_size)
+        total = order.num_steps - reserve if order.num_steps > reserve else order.num_steps
+    else:
+        total = s.steps
     if total < 1 or total > order.num_steps:
         raise UserError(f"--steps {s.steps} out of range: the data has {order.num_steps} steps of batch {s.batch_size}")
+    validation = _validation(order, total, s.val_items)
     if s.micro_batch is not None and (s.micro_batch < 1 or s.batch_size % s.micro_batch):
         raise UserError(f"--micro-batch {s.micro_batch} must divide --batch-size {s.batch_size}")
     ranks.check_batch(s.batch_size, s.micro_batch)
@@ -226,6 +285,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
         "seq_len": order.seq_len,
         "batch_size": s.batch_size,
         "data_seed": s.data_seed,
+        "validation": asdict(validation),
     }
     tokenizer = meta.get("tokenizer")
     if tokenizer and not Path(tokenizer).is_absolute():
@@ -237,8 +297,15 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
         return out / MANIFEST
 
     for run in runs:
-        train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write, data_sha=meta.get("bin_sha256"),
-                    recorded=recorded.get(run.name, {}), ranks=ranks, device=device)
+        summary = train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write,
+                              data_sha=meta.get("bin_sha256"), recorded=recorded.get(run.name, {}), ranks=ranks,
+                              device=device, validation=validation)
+        if not ranks.is_main:
+            continue
+        if on_model_done is not None:
+            on_model_done(summary)
+        elif progress:
+            print(summary.line(), file=sys.stderr, flush=True)
     return write()
 
 
@@ -275,20 +342,35 @@ def _pad_vocab(vocab: int, multiple: int = 128) -> int:
     return -(-vocab // multiple) * multiple
 
 
+def _val_loss(model: GPTNeoX, order: TrainingOrder, validation: Validation, micro: int) -> float | None:
+    """Mean next-token loss of the held-out items (nats/token); the model is left in training mode."""
+    if not validation.n_items:
+        return None
+    items = order.sequences(np.arange(validation.first, validation.first + validation.n_items))
+    model.eval()
+    try:
+        return float(model.loss(items, grad=False, micro_batch=micro))
+    finally:
+        model.train()
+
+
 def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
                 s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None,
                 recorded: dict[int, str] | None = None, ranks: Ranks = Ranks(), device: str | None = None,
                 transform=None, start_from: tuple[int, Path, str | None] | None = None,
-                extra_meta: dict | None = None) -> None:
+                extra_meta: dict | None = None, validation: Validation | None = None) -> ModelSummary:
     """Train one model to `total` steps, resuming from its newest checkpoint.
 
     `transform(step, batch) -> batch` (optional) changes each batch before it is trained on (and
     fingerprinted); it must keep the shape. `start_from` = (step, checkpoint folder of another
     model, its recorded sha256): where a model with no checkpoint of its own starts, weights,
     optimizer and RNG state included (an intervention continuing its parent). `extra_meta` goes into the trainer state,
-    and a resume refuses a folder whose trainer state records another one.
+    and a resume refuses a folder whose trainer state records another one. `validation`: the
+    held-out items whose loss is logged at every checkpoint (none by default).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
+
+    validation = validation or Validation(total * order.batch_size, 0)
 
     # cuBLAS refuses deterministic mode without a fixed workspace; harmless on other devices.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -299,10 +381,14 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     torch.manual_seed(s.seed)
     model = GPTNeoX(run.config).to(device)
     log_path = model_dir / "train_log.parquet"
+    val_path = model_dir / "val_log.parquet"
     state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
                   "data_sha256": data_sha, "pythia_suite_version": __version__} | (extra_meta or {})
     _check_settings(model_dir, schedule, state_meta)
 
+    val_micro = s.micro_batch or s.batch_size  # rows per forward pass of the held-out loss
+    val_row = lambda step: {"step": step, "tokens_seen": order.tokens_seen(step),  # noqa: E731
+                            "val_loss": _val_loss(model, order, validation, val_micro), "val_items": validation.n_items}
     start = _resume_point(model_dir, schedule)
     ranks.barrier()  # every rank has chosen where to start before rank 0 writes step0
     own = start is not None  # False: starting from another model's checkpoint (an intervention)
@@ -318,18 +404,28 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     opt = _optimizer(model, s, run.peak_lr)  # after sharding: FSDP2 parameters are DTensors
     if start is not None and not own:
         load_trainer_state(folder, model, opt)
-        rows, run.checkpoints = [], []  # the steps before `start` and their checkpoints are the other model's
+        rows, val_rows, run.checkpoints = [], [], []  # the steps before `start` and their checkpoints are the other model's
     elif start is None:
         start = 0
         rows: list[dict] = []
         run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", model, opt, 0, state_meta, ranks,
                                                                    run.tokenizer))]
+        # held-out loss after the save (an FSDP2 forward leaves parameters the gather cannot read),
+        # on every rank (that forward needs them all), written by rank 0
+        val_rows = [val_row(0)] if validation.n_items else []
+        if val_rows and ranks.is_main:
+            _write_val_log(val_rows, val_path, run, s)
         on_checkpoint()
         ranks.barrier()
     else:
         load_trainer_state(folder, model, opt)
         per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # _write_log adds the keys
         rows = pd.read_parquet(log_path).query("step < @start")[per_step].to_dict("records") if log_path.exists() else []
+        val_cols = ["step", "tokens_seen", "val_loss", "val_items"]
+        val_rows = (pd.read_parquet(val_path).query("step <= @start")[val_cols].to_dict("records")
+                    if val_path.exists() else [])
+        if validation.n_items and not any(r["step"] == start for r in val_rows):  # killed before its val row
+            val_rows.append(val_row(start))
         run.checkpoints = [
             _record(order, run, model_dir, st, _recorded_sha(model_dir / f"step{st}", (recorded or {}).get(st)))
             for st in schedule if st <= start and (model_dir / f"step{st}" / WEIGHTS).is_file()
@@ -337,11 +433,12 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     params = total_params(run.config)
     last_good = max((c["step"] for c in run.checkpoints), default=start)
     model.train()
-    bar = tqdm(range(start, total), desc=run.name, unit="step", disable=None if progress and ranks.is_main else True,
-               leave=False, initial=start, total=total)
+    bar = progress_bar(range(start, total), desc=run.name, unit="step", enabled=progress and ranks.is_main,
+                       initial=start, total=total)
     micro = ranks.check_batch(s.batch_size, s.micro_batch)
     rows_of_rank = ranks.rows(s.batch_size)
     local = rows_of_rank.stop - rows_of_rank.start
+    t0 = time.perf_counter()
     for step in bar:
         batch = order.batch(step) if transform is None else transform(step, order.batch(step))
         if (max_id := int(batch.max())) >= run.config.vocab_size:
@@ -380,11 +477,22 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
             if ranks.is_main:
                 _write_log(rows, log_path, run, params, s, order)
             sha = _save(model_dir / f"step{done}", model, opt, done, state_meta, ranks, run.tokenizer)
+            if validation.n_items:
+                val_rows.append(val_row(done))
+                if ranks.is_main:
+                    _write_val_log(val_rows, val_path, run, s)
             run.checkpoints.append(_record(order, run, model_dir, done, sha))
             last_good = done
             on_checkpoint()
             ranks.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
     bar.close()
+    seconds = time.perf_counter() - t0
+    window = min(20, len(rows)) or 1
+    steps_run = total - start
+    return ModelSummary(
+        run.name, total, float(np.mean([r["loss"] for r in rows[-window:]])) if rows else float("nan"), window,
+        val_rows[-1]["val_loss"] if val_rows else None, validation.n_items, seconds if steps_run else 0.0,
+        steps_run, steps_run * s.batch_size * order.seq_len / seconds if steps_run and seconds > 0 else 0.0)
 
 
 def _recorded_sha(folder: Path, in_manifest: str | None) -> str:
@@ -420,10 +528,11 @@ def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
         return
     old = json.loads((model_dir / f"step{step}" / STATE_JSON).read_text())
     keys = ("settings", "total_steps", "data_sha256") + (("intervention",) if "intervention" in meta else ())
-    if any(_what(old.get(k)) != _what(json.loads(json.dumps(meta[k]))) for k in keys):
-        raise UserError(
-            f"{model_dir} holds a run with other settings; use another --out, or delete the folder to start over"
-        )
+    old_view = {k: _what(old.get(k)) for k in keys}
+    new_view = {k: _what(json.loads(json.dumps(meta[k]))) for k in keys}
+    if old_view != new_view:
+        raise UserError(settings_mismatch(str(model_dir), old_view, new_view)
+                        + "; use another --out, or delete the folder to start over")
 
 
 def _what(value):
@@ -445,6 +554,14 @@ def _write_log(rows: list[dict], path: Path, run: _Run, params: int, s: TrainSet
     df.insert(1, "model", run.name)
     df.insert(2, "params", params)
     write_table(df, path, "train_log", config=asdict(s), seeds={"init": s.seed, "data": s.data_seed})
+
+
+def _write_val_log(rows: list[dict], path: Path, run: _Run, s: TrainSettings) -> None:
+    df = pd.DataFrame(rows, columns=["step", "tokens_seen", "val_loss", "val_items"])
+    df.insert(0, "suite", s.suite or path.parent.parent.name)
+    df.insert(1, "model", run.name)
+    df.insert(2, "params", total_params(run.config))
+    write_table(df, path, "validation_log", config=asdict(s), seeds={"init": s.seed, "data": s.data_seed})
 
 
 def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, tokenizer, earlier: list[dict]) -> dict:
@@ -476,4 +593,14 @@ def read_train_log(suite_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in logs], ignore_index=True)
 
 
-__all__ = ["TrainSettings", "TrainingDiverged", "lr_at", "read_train_log", "train"]
+def read_val_log(suite_dir: str | os.PathLike) -> pd.DataFrame:
+    """All models' validation logs (loss on the held-out items at every checkpoint), concatenated;
+    empty (with the schema's columns) when the suite was trained without held-out items."""
+    from .tables import columns
+
+    logs = sorted(Path(suite_dir).glob("*/val_log.parquet"))
+    frames = [pd.read_parquet(p) for p in logs]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns("validation_log")))
+
+
+__all__ = ["ModelSummary", "TrainSettings", "TrainingDiverged", "lr_at", "read_train_log", "read_val_log", "train"]

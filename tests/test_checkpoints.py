@@ -105,7 +105,8 @@ def test_resolve(suite_dir):
 
 def test_unknown_model_and_step_messages(suite_dir):
     suite = Suite.load(suite_dir)
-    with pytest.raises(UserError, match=r"unknown model 'micro-1m'; this suite has: micro-50k, micro-200k"):
+    with pytest.raises(UserError, match=r"unknown model 'micro-1m' \(did you mean micro-50k or micro-200k\?\); "
+                                        r"this suite has: micro-50k, micro-200k"):
         suite.resolve("micro-1m", 4)
     with pytest.raises(UserError, match=r"unknown step 6 for micro-50k; nearest: 4, 8 \(steps run 0..12, 6 checkpoints\)"):
         suite.resolve("micro-50k", 6)
@@ -275,7 +276,8 @@ def test_verify_catches_missing_weights(suite_copy, capsys):
 def test_cli_list_unknown_model(suite_dir, capsys):
     rc, _, err = run_cli(capsys, "checkpoints", "list", suite_dir, "--model", "micro-9z")
     assert rc == 2
-    assert "unknown model 'micro-9z'; this suite has: micro-50k, micro-200k" in one_error_line(err)
+    assert ("unknown model 'micro-9z' (did you mean micro-50k or micro-200k?); this suite has: micro-50k, micro-200k"
+            in one_error_line(err))
 
 
 def _drop_models(m):

@@ -392,5 +392,5 @@ def test_micro_sizes_are_named_by_their_counts():
 
 
 def test_unknown_size_lists_the_known_ones():
-    with pytest.raises(UserError, match=r"unknown model size 'pythia-7b'; known: 14m, 31m, 70m, .*micro-50k"):
+    with pytest.raises(UserError, match=r"unknown model size 'pythia-7b' \(did you mean .*\); known: 14m, 31m, 70m, .*micro-50k"):
         config_for("pythia-7b")

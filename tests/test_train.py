@@ -307,7 +307,8 @@ def test_cli_train(prefix, tmp_path, capsys):
     rc, stdout, err = run_cli(capsys, "train", "--data", prefix, "--out", out, "--sizes", "micro-50k", "--steps", 3,
                               "--batch-size", 4, "--checkpoint-every", 2, "--suite", "mine", "--quiet")
     assert rc == 0, err
-    assert stdout.strip() == f"wrote {out / 'checkpoints_manifest.json'}"
+    first, last = stdout.strip().splitlines()  # a line per model, then the manifest
+    assert first.startswith("micro-50k: 3 steps, final loss ") and last == f"wrote {out / 'checkpoints_manifest.json'}"
     suite = Suite.load(out)
     assert suite.name == "mine" and suite.steps("micro-50k") == [0, 1, 2, 3]
 
@@ -315,7 +316,7 @@ def test_cli_train(prefix, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"--sizes": ["micro-9z"]}, "unknown model size 'micro-9z'; known: .*micro-50k"),
+        ({"--sizes": ["micro-9z"]}, r"unknown model size 'micro-9z' \(did you mean .*\?\); known: .*micro-50k"),
         ({"--sizes": ["micro-50k", "micro-200k", "micro-50k"]}, "--sizes names a size twice"),
         ({"--vocab-size": ["10"]}, "vocabulary of 10 is smaller than the data's token id"),
         ({"--steps": ["100000"]}, r"--steps 100000 out of range: the data has \d+ steps of batch 8"),

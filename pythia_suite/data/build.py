@@ -290,8 +290,8 @@ def build(
 
 
 def _progress(enabled: bool, desc: str, unit: str, total: int | None = None):
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    # disable=None: no bar when stderr is not a terminal (logs, pipes), so an error stays one line
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=None if enabled else True, leave=False)
+    # a bar on a terminal, occasional lines in a log (pythia_suite.progress)
+    return progress_bar(total=total, desc=desc, unit=unit, enabled=enabled, unit_scale=True)
 

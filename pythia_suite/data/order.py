@@ -18,12 +18,19 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import warnings
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..errors import UserError
 from .indexed import IndexedDataset
+from .sidecar import read_sidecar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PYTHIA_BATCH_SIZE = 1024
 FINGERPRINT_TAG = b"pythia-suite/batch-fingerprint/v1\x00"
@@ -50,11 +57,20 @@ class TrainingOrder:
 
     Every method is O(batch size) whatever the step: a batch is a view of the memory-mapped
     .bin, checked against its index entries before it is returned.
+
+    Without `batch_size`, the sidecar's ``batch_size`` is used if it records one; Pythia-shaped
+    data without a sidecar (items of 2049 tokens) gets Pythia's 1024; anything else gets 1024 with
+    a warning, since a wrong batch size silently shifts every step. `Suite.order()` passes the
+    batch size a suite was trained with. `tokenizer` (a tokenizer.json; default: the sidecar's)
+    is used by `text`, `decode` and `find`.
     """
 
-    def __init__(self, dataset: IndexedDataset | str | os.PathLike, batch_size: int = PYTHIA_BATCH_SIZE,
-                 seed: int | None = None):
+    def __init__(self, dataset: IndexedDataset | str | os.PathLike, batch_size: int | None = None,
+                 seed: int | None = None, tokenizer: str | os.PathLike | None = None):
         self.dataset = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
+        self._tokenizer_path = Path(tokenizer) if tokenizer is not None else None
+        if batch_size is None:
+            batch_size = self._default_batch_size()
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
@@ -78,6 +94,23 @@ class TrainingOrder:
         if seed is not None:
             self._grid  # a permuted gather needs every item in place, not just one batch's
             self.permutation = np.random.Generator(np.random.PCG64(seed)).permutation(len(ds))
+
+    @cached_property
+    def sidecar(self) -> dict | None:
+        """The dataset's ``PREFIX.json`` (None for files without one, such as Pythia's)."""
+        return read_sidecar(self.dataset.prefix)
+
+    def _default_batch_size(self) -> int:
+        meta = self.sidecar or {}
+        if meta.get("batch_size"):
+            return int(meta["batch_size"])
+        item_len = int(self.dataset.sizes[0]) if len(self.dataset) else 0
+        if self.sidecar is None and item_len == 2049:
+            return PYTHIA_BATCH_SIZE  # the real preshuffled Pythia files
+        warnings.warn(f"{self.dataset.prefix}: no batch size given and none recorded; assuming Pythia's "
+                      f"{PYTHIA_BATCH_SIZE}. Pass the batch size the data was trained with, or open the order "
+                      "as Suite.load(SUITE).order()", UserWarning, stacklevel=3)
+        return PYTHIA_BATCH_SIZE
 
     @property
     def seq_len(self) -> int:
@@ -189,6 +222,76 @@ class TrainingOrder:
 
     def __len__(self) -> int:
         return self.num_steps
+
+    # ---- text: the tokenizer one call away -------------------------------------------------------
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        """The tokenizer.json given, else the one the sidecar names (relative to the data's folder)."""
+        if self._tokenizer_path is not None:
+            return self._tokenizer_path
+        name = (self.sidecar or {}).get("tokenizer")
+        if not name:
+            return None
+        path = Path(name)
+        return path if path.is_absolute() else self.dataset.prefix.parent / path
+
+    @cached_property
+    def tokenizer(self):
+        """The `tokenizers.Tokenizer` of the data."""
+        from .build import load_tokenizer
+
+        if self.tokenizer_path is None:
+            raise UserError(f"{self.dataset.prefix} names no tokenizer (no sidecar with one); pass "
+                            "tokenizer=path/to/tokenizer.json")
+        return load_tokenizer(self.tokenizer_path)
+
+    def decode(self, i: int) -> str:
+        """Text of sequence `i` of the order (all seq_len + 1 tokens; special tokens kept)."""
+        return self.tokenizer.decode(self.sequence(i).tolist(), skip_special_tokens=False)
+
+    def text(self, step: int) -> list[str]:
+        """Texts of the batch trained on at `step`, one string per sequence."""
+        return self.tokenizer.decode_batch(self.batch(step).tolist(), skip_special_tokens=False)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of `text` as the data's tokenizer cuts it (no special tokens added)."""
+        return np.array(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+
+    def find(self, query: str | Sequence[int] | np.ndarray, limit: int | None = None,
+             block: int = 4096) -> "pd.DataFrame":
+        """Where a string (tokenized with the data's tokenizer) or a token sequence occurs in the
+        trained sequences: one row per occurrence, columns ``sequence`` (position in the order),
+        ``offset`` (first token within the item) and ``step``, in training order.
+
+        Only whole occurrences inside one item are found (items are shuffled, so text that spans
+        two items was never contiguous in training). BPE tokens depend on context: " word" and
+        "word" differ. Reads every token once (O(tokens) time, `block` items in memory): fine for
+        small to medium data, slow on the 300B-token Pile.
+        """
+        import pandas as pd
+
+        q = self.encode(query) if isinstance(query, str) else np.asarray(query, dtype=np.int64).ravel()
+        if q.size == 0:
+            raise UserError("find needs a non-empty string or token sequence")
+        k, L = len(q), self.item_len
+        rows: list[tuple[int, int]] = []
+        n = self.num_steps * self.batch_size
+        if k <= L:
+            for first in range(0, n, block):
+                items = self._rows(first, min(block, n - first)) if self.permutation is None else \
+                    self._grid[self.permutation[first : first + block]]
+                r, c = np.nonzero(items[:, : L - k + 1] == q[0])  # candidates by first token
+                for j in range(1, k):
+                    keep = items[r, c + j] == q[j]
+                    r, c = r[keep], c[keep]
+                rows += zip((r + first).tolist(), c.tolist())
+                if limit is not None and len(rows) >= limit:
+                    break
+        rows = rows[:limit] if limit is not None else rows
+        seq = np.array([r for r, _ in rows], dtype=np.int64)
+        return pd.DataFrame({"sequence": seq, "offset": np.array([c for _, c in rows], dtype=np.int64),
+                             "step": seq // self.batch_size})
 
     def __repr__(self) -> str:
         return (
