@@ -71,25 +71,15 @@ def _normalize(text: str) -> str:
 
 def generate_words(model, tok, prompts: list[str], max_new_tokens: int = GENERATE_TOKENS,
                    batch_size: int = 64) -> list[str]:
-    """Greedy continuation of each prompt, cut at the first newline. Prompts of one token length
-    run together (`GPTNeoX.greedy_generate` takes equal-length rows, so no padding is needed)."""
-    import torch
+    """Greedy continuation of each prompt, cut at the first newline (`greedy_until`, prompts of
+    one length batched together); a prompt too long for the context is cut from the left, as the
+    harness does."""
+    from pythia_suite.eval.generate import greedy_until
 
-    device = next(model.parameters()).device
     room = model.config.max_position_embeddings
     n = min(max_new_tokens, room - 1)
-    ids = [encode(tok, p)[-(room - n):] for p in prompts]  # too long: cut from the left, as the harness does
-    out = [""] * len(prompts)
-    by_len: dict[int, list[int]] = {}
-    for i, x in enumerate(ids):
-        by_len.setdefault(len(x), []).append(i)
-    for length, idx in by_len.items():
-        for a in range(0, len(idx), batch_size):
-            rows = idx[a : a + batch_size]
-            gen = model.greedy_generate(torch.tensor([ids[i] for i in rows], device=device), n).cpu().tolist()
-            for i, g in zip(rows, gen):
-                out[i] = tok.decode(g).split("\n")[0]
-    return out
+    ids = [encode(tok, p)[-(room - n):] for p in prompts]
+    return greedy_until(model, ids, n, decode=tok.decode, stop=("\n",), batch_size=batch_size).texts
 
 
 def winobias_scores(model, tok, items: list[WinoBiasItem], eot: int, batch_size: int = 32,
