@@ -346,23 +346,21 @@ def training_order_test(per_seq: pd.DataFrame, bin_size: int = BIN_SIZE) -> tupl
 
 def predictability(per_seq: pd.DataFrame, target: tuple[str, int], predictors: list[tuple[str, int]]) -> pd.DataFrame:
     """Memorized at each predictor checkpoint as a prediction of memorized at `target`, over the
-    sequences every compared checkpoint has seen: precision, recall and the confusion counts."""
+    sequences both checkpoints have seen (an early checkpoint: the early part of the order):
+    precision, recall and the confusion counts."""
     mem = per_seq.assign(memorized=per_seq["matched"] == CONTINUATION_LEN)
-    checkpoints = [target, *predictors]
-    common = None
-    for model, step in checkpoints:
-        s = set(mem.loc[(mem["model"] == model) & (mem["step"] == step) & mem["seen"], "sequence"])
-        common = s if common is None else common & s
-    common = np.array(sorted(common or []))
-    def flags(model, step):
-        g = mem[(mem["model"] == model) & (mem["step"] == step)].set_index("sequence")
-        return g.loc[common, "memorized"].to_numpy() if len(common) else np.zeros(0, bool)
 
-    actual = flags(*target)
+    def seen(model, step) -> pd.Series:  # memorized flag by sequence, over the sequences seen
+        g = mem[(mem["model"] == model) & (mem["step"] == step) & mem["seen"]]
+        return g.set_index("sequence")["memorized"]
+
+    actual_all = seen(*target)
     t_row = mem[(mem["model"] == target[0]) & (mem["step"] == target[1])].iloc[0]
     rows = []
     for model, step in predictors:
-        pred = flags(model, step)
+        pred = seen(model, step)
+        common = actual_all.index.intersection(pred.index)
+        actual, pred = actual_all.loc[common].to_numpy(), pred.loc[common].to_numpy()
         tp, fp = int((pred & actual).sum()), int((pred & ~actual).sum())
         fn, tn = int((~pred & actual).sum()), int((~pred & ~actual).sum())
         rows.append({"suite": t_row["suite"], "model": target[0], "params": t_row["params"], "step": target[1],

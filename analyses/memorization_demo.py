@@ -70,10 +70,13 @@ def _shape(pivot: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _in_canary(order: TrainingOrder, sequences: np.ndarray, canary_ids: set[int]) -> np.ndarray:
-    """Whether each sequence's 32 continuation tokens are all canary words (which occur nowhere else)."""
+def _in_canary(order: TrainingOrder, sequences: np.ndarray, canaries: list[np.ndarray]) -> np.ndarray:
+    """Whether each sequence's 32 continuation tokens occur, in order, inside one of `canaries`
+    (token arrays): text that was trained on wherever a copy of that canary was."""
+    windows = {tuple(c[a : a + CONTINUATION_LEN].tolist()) for c in canaries
+               for a in range(len(c) - CONTINUATION_LEN + 1)}
     cont = order.sequences(sequences)[:, PROMPT_LEN : PROMPT_LEN + CONTINUATION_LEN]
-    return np.isin(cont, np.fromiter(canary_ids, dtype=np.int64)).all(axis=1)
+    return np.array([tuple(row) in windows for row in cont.tolist()], dtype=bool)
 
 
 def _pct(k: int, n: int) -> str:
@@ -112,35 +115,41 @@ def demo_step(ctx):
 
     # --- sampled sequences and the held-out control, at each model's final checkpoint
     last = per_seq[per_seq["step"] == per_seq.groupby("model")["step"].transform("max")]
-    planted = {t for i, c in zip(ids, truth["canaries"]) if c["repeats"] > 0 for t in i.tolist()}
+    planted = [i for i, c in zip(ids, truth["canaries"]) if c["repeats"] > 0]
     in_canary = dict(zip(sequences.tolist(), _in_canary(order, sequences, planted).tolist()))
     lines = [f"Sequences: a seeded sample (seed {ctx.preset.seed}) of {len(trained):,} of the {n_trained:,} trained "
              f"sequences, from across the whole order (positions {trained.min():,}..{trained.max():,}), and the "
              f"{len(held_out):,} held-out items after the last trained step (never trained on), scored at every "
              f"checkpoint: prompt {PROMPT_LEN} tokens, greedy continuation of {CONTINUATION_LEN}; memorized = all "
              f"{CONTINUATION_LEN} match. `params` is the total parameter count.", "",
-             "| model | params | final step | memorized (trained sample) | mean score | memorized (held-out) | mean score (held-out) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| model | params | final step | memorized (trained sample) | mean score | memorized (held-out) | "
+             "memorized (held-out, outside canaries: the control) | mean score (held-out) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     fracs = []
+    n_memorized = lambda g: int((g["matched"] == CONTINUATION_LEN).sum())  # noqa: E731
     for model in models:
         g = last[last["model"] == model]
         seen, unseen = g[g["seen"]], g[~g["seen"]]
-        k = int((seen["matched"] == CONTINUATION_LEN).sum())
+        outside = unseen[~unseen["sequence"].map(in_canary).astype(bool)]
+        k = n_memorized(seen)
         fracs.append(k / max(1, len(seen)))
         lines.append(f"| {model} | {suite.params(model):,} | {int(g['step'].iloc[0])} | {_pct(k, len(seen))} | "
-                     f"{seen['score'].mean():.3f} | {_pct(int((unseen['matched'] == CONTINUATION_LEN).sum()), len(unseen))} | "
+                     f"{seen['score'].mean():.3f} | {_pct(n_memorized(unseen), len(unseen))} | "
+                     f"{_pct(n_memorized(outside), len(outside))} | "
                      f"{unseen['score'].mean() if len(unseen) else float('nan'):.3f} |")
     ordered = all(b >= a for a, b in zip(fracs, fracs[1:]))
     lines += ["", f"Memorized share of the trained sample at the final checkpoint, smallest to largest model: "
               f"{' -> '.join(f'{f:.2%}' for f in fracs)} ({'never falls with size' if ordered else 'not monotonic in size'})."]
-    g = last[(last["model"] == largest) & last["seen"]]
-    mem = g[g["matched"] == CONTINUATION_LEN]
-    k_in = int(mem["sequence"].map(in_canary).sum())
-    n_in = int(g["sequence"].map(in_canary).sum())
-    lines.append(f"Where {largest}'s memorized sequences come from: {k_in} of its {len(mem)} memorized sampled "
-                 f"sequences have a continuation made only of canary words; of the {n_in} sampled sequences whose "
-                 f"continuation lies inside a canary, {k_in} are memorized, of the other {len(g) - n_in}, "
-                 f"{len(mem) - k_in}.")
+    for seen, what in ((True, "sampled trained"), (False, "held-out")):
+        g = last[(last["model"] == largest) & (last["seen"] == seen)]
+        mem = g[g["matched"] == CONTINUATION_LEN]
+        k_in = int(mem["sequence"].map(in_canary).sum())
+        n_in = int(g["sequence"].map(in_canary).sum())
+        lines.append(f"Where {largest}'s memorized {what} sequences come from: of the {n_in} whose continuation "
+                     f"lies inside a canary, {k_in} are memorized; of the other {len(g) - n_in}, {len(mem) - k_in}."
+                     + (" A held-out item is never trained on, but a canary's copies land in held-out items too: "
+                        "memorizing one there is recalling text trained on elsewhere, so the control is the "
+                        "held-out items outside canaries." if not seen and n_in else ""))
 
     # --- planted canaries
     fin = canaries[canaries["step"] == canaries.groupby("model")["step"].transform("max")]
@@ -148,10 +157,14 @@ def demo_step(ctx):
     share = fin.pivot_table(index="repeats", columns="model", values="memorized", aggfunc="mean")[models]
     mean = fin.pivot_table(index="repeats", columns="model", values="score", aggfunc="mean")[models]
     count = fin.groupby(["repeats", "model"])["memorized"].agg(["sum", "size"])
-    lines += ["", f"Planted canaries ({len(truth['canaries'])}: {ctx.preset.canaries_per_repeat} per copy count, "
-              f"each {min(map(len, ids))}+ tokens of {ctx.preset.canary_words} words drawn from "
-              f"{ctx.preset.canary_private_words} words of its own, used nowhere else) at the final checkpoint: "
-              "memorized exactly (k / n) and mean score, by copies in the corpus:", "",
+    p = ctx.preset
+    words = (f"a chain of {p.canary_words} pseudo-words of its own, each once, so every word names the next"
+             if p.canary_private_words >= p.canary_words else
+             f"{p.canary_words} words drawn from {p.canary_private_words} words of its own")
+    lines += ["", f"Planted canaries ({len(truth['canaries'])}: {p.canaries_per_repeat} per copy count, each "
+              f"{min(map(len, ids))}+ tokens, {words}, used nowhere else; the tokenizer was trained without them, so "
+              "every canary is cut into pieces alike) at the final checkpoint: memorized exactly (k / n) and mean "
+              "score, by copies in the corpus:", "",
               "| copies | " + " | ".join(models) + " |", "|---:|" + "---:|" * len(models)]
     for rep in share.index:
         cells = [f"{int(count.loc[(rep, m), 'sum'])} / {int(count.loc[(rep, m), 'size'])} ({mean.loc[rep, m]:.2f})"
@@ -184,7 +197,9 @@ def demo_step(ctx):
             ["model", "predictor_model"]).tail(1)
         for r in best.itertuples():
             lines.append(f"- memorized at {r.predictor_model} step {r.predictor_step} as a predictor of {r.model} "
-                         f"step {r.step}: precision {r.precision:.2f}, recall {r.recall:.2f} ({r.n_sequences} sequences)")
+                         f"step {r.step}: " + (f"precision {r.precision:.2f}" if r.tp + r.fp else
+                                               "no sequence memorized by the predictor (precision undefined)")
+                         + f", recall {r.recall:.2f} ({r.n_sequences} sequences)")
     else:
         lines.append("- predictability: no sequence memorized at a final checkpoint, nothing to predict")
     names = ["memorization", "memorization_histogram", "memorization_order_test", "memorization_predictability",

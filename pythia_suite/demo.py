@@ -40,11 +40,12 @@ class Preset:
     canaries_per_repeat: int = 4
     steps: int | None = None  # optimizer steps; None: one pass over the data (less the held-out items)
     memorization_sample: int = 1024  # trained sequences (a seeded sample of the whole order) scored at every checkpoint
-    # Canaries small models can memorize in one pass: each draws its words from 12 words of its own
-    # (log2(12) bits a word, unique passages), copies from 1 to 128, and 0-copy controls never written.
-    canary_private_words: int = 12
-    canary_words: int = 72  # > 64 tokens: prompt 32 + continuation 32
-    canary_repeats: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+    # Canaries a small model can memorize in one pass: 30 pseudo-words of their own, each once, so
+    # every word names the next (a chain; unpredictable without having seen it), ~85 tokens of which
+    # prompt 32 + continuation 32 are scored; copies from 1 to 256, and 0-copy controls never written.
+    canary_private_words: int = 30
+    canary_words: int = 30
+    canary_repeats: tuple[int, ...] = (0, 1, 4, 16, 64, 128, 256)
     val_items: int = 256  # held-out items after the last trained step (validation loss, memorization control)
 
 
@@ -55,8 +56,9 @@ PRESETS: dict[str, Preset] = {
                    canaries_per_repeat=1, steps=48, memorization_sample=256, canary_repeats=(0, 1, 4, 16, 64),
                    val_items=64),
     # the README's `make demo`: minutes on a laptop
-    "default": Preset(corpus_bytes=5_000_000, vocab_size=2048, seq_len=128, batch_size=32,
-                      sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=64),
+    "default": Preset(corpus_bytes=2_800_000, vocab_size=2048, seq_len=128, batch_size=32,
+                      sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=64,
+                      memorization_sample=512),
     # a GPU: ten times the data, the largest micro size too
     "gpu": Preset(corpus_bytes=50_000_000, vocab_size=4096, seq_len=256, batch_size=64,
                   sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m", "micro-5m"), checkpoint_every=250,
@@ -152,9 +154,21 @@ def step_data(ctx: DemoContext) -> None:
 
     if ctx.data.with_name(ctx.data.name + ".json").exists():
         return
+    from .data.build import train_tokenizer
+    from .fileio import atomic_outputs
+    from .micropile import documents_without_canaries
+
     p = ctx.preset
     ctx.log(f"[2/5] building the tokenizer (vocab {p.vocab_size}) and the preshuffled data (seq_len {p.seq_len})")
-    build([ctx.corpus], ctx.data, seq_len=p.seq_len, vocab_size=p.vocab_size, seed=p.seed, progress=ctx.progress)
+    # The BPE learns from every document but the canaries: a canary copied 256 times would
+    # otherwise get tokens of its own words and be easier to memorize for that reason alone,
+    # so every canary is cut into the same kind of pieces whatever its copy count.
+    tokenizer = train_tokenizer(documents_without_canaries(ctx.corpus, ctx.ground_truth()), p.vocab_size)
+    tok_path = ctx.data.with_name(ctx.data.name + ".tokenizer.json")
+    tok_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_outputs(tok_path) as (tmp,):
+        tokenizer.save(str(tmp))
+    build([ctx.corpus], ctx.data, seq_len=p.seq_len, tokenizer=tok_path, seed=p.seed, progress=ctx.progress)
 
 
 def step_train(ctx: DemoContext) -> None:

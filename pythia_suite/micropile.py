@@ -12,9 +12,10 @@ three case studies then have ground truth to be checked against, which the real 
   `canary_repeats`, one repetition per document, at recorded, spread-out document positions. A
   repeat count of 0 makes control canaries: drawn the same way, recorded, never written. With
   `canary_private_words` = P, each canary draws its words from its own P words (the pool split
-  between canaries): a passage is low-entropy (log2(P) bits a word, predictable from the last few
-  words once memorized) but unique, and any of its words names it, so small models can memorize
-  it within one pass; the 0-copy controls measure what the prompt alone predicts.
+  between canaries), so any of its words names it. With P >= `canary_words` each word occurs once
+  in its passage: every word names the next one, the passage is a chain that a small model can
+  store within one pass (and cannot guess without it); with fewer, words repeat and the next word
+  depends on a longer context. The 0-copy controls measure what the prompt alone predicts.
 - Term frequency: `Q:What is {x1} times {x2}? A:{answer}` and `... plus ...` lines (Pythia's
   forms), with x1 drawn from a Zipf law over a seeded permutation of 0..99, so operand frequency
   spans two orders of magnitude and is unrelated to the number's value.
@@ -281,7 +282,10 @@ def _canaries(rng: np.random.Generator, lex: _Lexicon, cfg: MicroPileConfig) -> 
         for _ in range(cfg.canaries_per_repeat):
             cid = len(canaries)
             words = pool[cid * private : (cid + 1) * private] if private else pool
-            text = " ".join(words[rng.integers(len(words), size=cfg.canary_words)])
+            # with words enough, each at most once: every word then names the next (a chain)
+            draw = (rng.permutation(len(words))[: cfg.canary_words] if private >= cfg.canary_words
+                    else rng.integers(len(words), size=cfg.canary_words))
+            text = " ".join(words[draw])
             canaries.append({"id": cid, "repeats": d, "text": text, "documents": []})
             u = (np.arange(d) + (1 - CANARY_JITTER) / 2 + CANARY_JITTER * rng.random(d)) / d
             events += [(float(x), cid) for x in u]
@@ -410,3 +414,13 @@ def load_ground_truth(path: str | os.PathLike) -> dict:
     if not isinstance(truth, dict) or truth.get("format") != GROUND_TRUTH_FORMAT:
         raise UserError(f"{p} is not a micro-Pile ground truth (expected format {GROUND_TRUTH_FORMAT!r})")
     return truth
+
+
+def documents_without_canaries(path: str | os.PathLike, truth: dict):
+    """The corpus' document texts in order, leaving out every canary copy: what the demo trains
+    its tokenizer on, so a canary's copy count cannot change how it is tokenized."""
+    skip = {d for c in truth["canaries"] for d in c["documents"]}
+    with open(path, encoding="ascii") as f:
+        for i, line in enumerate(f):
+            if i not in skip:
+                yield json.loads(line)["text"]

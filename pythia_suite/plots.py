@@ -108,6 +108,7 @@ def plot_memorized_over_training(summary: pd.DataFrame, path: str | os.PathLike)
     ax.plot([], [], "s", mfc="none", color="0.3", label="held-out, last checkpoint")
     ax.set_ylim(0, max(1.0, 1.15 * top))
     ax.set_xscale("symlog", linthresh=max(1, int(seen["step"][seen["step"] > 0].min()) if (seen["step"] > 0).any() else 1))
+    ax.set_xlim(left=0)  # steps are never negative: no empty half-axis left of 0
     _finish(ax, "checkpoint step (symlog)", "memorized (% of sampled sequences)", "Memorization over training")
     return _save(fig, path)
 
@@ -163,6 +164,7 @@ def plot_canaries_over_training(canaries: pd.DataFrame, model: str, path: str | 
                 label=f"{c} copies" if c else "0 copies (control)")
     ax.set_ylim(-0.2, n_max + 0.2)
     ax.set_xscale("symlog", linthresh=max(1, int(g["step"][g["step"] > 0].min()) if (g["step"] > 0).any() else 1))
+    ax.set_xlim(left=0)
     _finish(ax, "checkpoint step (symlog)", f"canaries memorized exactly (of {n_max})",
             f"Canaries memorized by {model} over training")
     return _save(fig, path)

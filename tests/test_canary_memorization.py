@@ -69,3 +69,33 @@ def test_controls_score_like_planted_canaries(planted, tmp_path):
     assert sorted(scores["repeats"].unique()) == [0, 2, 8]
     assert len(scores) == len(truth["canaries"]) * len(Suite.load(tmp_path / "s").steps("micro-50k"))
     assert np.allclose(scores["score"], scores["matched"] / 32)
+
+
+def test_canary_memorization_rises_with_copies_and_size(tmp_path):
+    """The demo's planted effect in small: chain canaries (each word once), a tokenizer trained
+    without them, one pass; the larger model reproduces more of the most-copied canaries, and
+    more copies mean more reproduced, while never-written controls stay near nothing."""
+    import torch
+
+    from analyses.memorization_demo import canary_scores
+    from pythia_suite.checkpoints import Suite
+    from pythia_suite.data import build
+    from pythia_suite.data.build import train_tokenizer
+    from pythia_suite.micropile import documents_without_canaries
+    from pythia_suite.train import TrainSettings, train
+
+    cfg = replace(MicroPileConfig(), seed=5, target_bytes=150_000, canary_words=24, canary_private_words=24,
+                  canary_pool=24 * 3 * 2, canary_repeats=(0, 4, 128), canaries_per_repeat=2)
+    truth = generate(tmp_path / "c.jsonl", cfg)
+    tok = train_tokenizer(documents_without_canaries(tmp_path / "c.jsonl", truth), 512)
+    tok.save(str(tmp_path / "tok.json"))
+    data = build([tmp_path / "c.jsonl"], tmp_path / "d", seq_len=64, tokenizer=tmp_path / "tok.json", seed=1).prefix
+    torch.manual_seed(0)
+    train(data, tmp_path / "s", TrainSettings(sizes=["micro-50k", "micro-1m"], batch_size=8, checkpoint_every=1000,
+                                              val_items=0), progress=False)
+    scores = canary_scores(Suite.load(tmp_path / "s"), truth, tmp_path / "tok.json")
+    final = scores[scores["step"] == scores["step"].max()]
+    score = final.pivot_table(index="repeats", columns="model", values="score", aggfunc="mean")
+    big, small = score["micro-1m"], score["micro-50k"]  # measured: 0.62 and 0.02 at 128 copies, 0.02 and 0 at 4
+    assert big[128] > big[4] + 0.3 and big[128] > small[128] + 0.3  # rises with copies and with size
+    assert big[0] < 0.1 and small[0] < 0.1  # the controls: nothing to recall

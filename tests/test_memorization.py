@@ -267,9 +267,9 @@ def test_training_order_test_bins_seen_sequences():
 # ---- predictability --------------------------------------------------------------------------------
 
 
-def test_predictability_confusion_over_commonly_seen_sequences():
+def test_predictability_confusion_over_the_sequences_both_checkpoints_saw():
     # target: big@10 (saw 0..9); predictors: big@5 (saw only 0..5), small@10 (saw 0..9).
-    # memorized flags per sequence 0..9 (sequences 6..9 are out: big@5 has not seen them)
+    # memorized flags per sequence 0..9 (big@5 is compared on 0..5 only: it has not seen 6..9)
     target = [1, 1, 0, 0, 1, 0, 1, 1, 1, 1]
     early = [1, 0, 1, 0, 0, 0, 1, 1, 1, 1]
     small = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
@@ -284,16 +284,18 @@ def test_predictability_confusion_over_commonly_seen_sequences():
     assert list(res.columns) == list(columns("memorization_predictability"))
     early_row, small_row = res.iloc[0], res.iloc[1]
     assert (early_row["predictor_model"], early_row["predictor_step"]) == ("big", 5)
-    assert res["n_sequences"].tolist() == [6, 6]
+    assert res["n_sequences"].tolist() == [6, 10]
     assert res[["suite", "model", "params", "step", "tokens_seen"]].iloc[0].tolist() == ["s", "big", 100, 10, 70]
-    # sequences 0..5: target 1 1 0 0 1 0; early 1 0 1 0 0 0; small 1 1 1 1 0 0
+    # sequences 0..5: target 1 1 0 0 1 0; early 1 0 1 0 0 0
     assert early_row[["tp", "fp", "fn", "tn"]].tolist() == [1, 1, 2, 2]
     assert early_row["precision"] == pytest.approx(1 / 2) and early_row["recall"] == pytest.approx(1 / 3)
-    assert small_row[["tp", "fp", "fn", "tn"]].tolist() == [2, 2, 1, 1]
-    assert small_row["precision"] == pytest.approx(2 / 4) and small_row["recall"] == pytest.approx(2 / 3)
-    # without the early checkpoint, all ten sequences are common
-    res = mem.predictability(per_seq, ("big", 10), [("small", 10)])
-    assert res.iloc[0][["n_sequences", "tp", "fp", "fn", "tn"]].tolist() == [10, 2, 2, 5, 1]
+    # sequences 0..9: target 1 1 0 0 1 0 1 1 1 1; small 1 1 1 1 0 0 0 0 0 0
+    assert small_row[["tp", "fp", "fn", "tn"]].tolist() == [2, 2, 5, 1]
+    assert small_row["precision"] == pytest.approx(2 / 4) and small_row["recall"] == pytest.approx(2 / 7)
+    # a predictor that saw nothing (step 0) compares no sequence and leaves the others intact
+    step0 = per_seq[(per_seq["model"] == "big") & (per_seq["step"] == 5)].assign(step=0, seen=False)
+    res = mem.predictability(pd.concat([per_seq, step0]), ("big", 10), [("big", 0), ("small", 10)])
+    assert res["n_sequences"].tolist() == [0, 10] and res.iloc[1][["tp", "fp", "fn", "tn"]].tolist() == [2, 2, 5, 1]
     # no memorized prediction: precision undefined
     res = mem.predictability(per_seq.assign(matched=0), ("big", 10), [("small", 10)])
     assert np.isnan(res.iloc[0]["precision"]) and np.isnan(res.iloc[0]["recall"])
