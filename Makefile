@@ -8,10 +8,14 @@ OUT    ?= demo_output
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo notebooks test test-all bench clean
 
 demo: $(STAMP)
 	$(BIN)/pythia-suite demo --out $(OUT)
+
+# the notebooks of notebooks/, executed against the demo output (run `make demo` first): OUT/notebooks/
+notebooks: $(STAMP)
+	$(BIN)/pythia-suite notebooks --out $(OUT)
 
 # pytest exits 5 when no test was collected; that is not a failure of the suite.
 test: $(STAMP)

@@ -307,6 +307,19 @@ class Suite:
         names = [model] if model is not None else self.models()
         return [self.resolve(m, index=i) for m in names for i in range(len(self.steps(m)))]
 
+    def frame(self, model: str | None = None):
+        """Every checkpoint (of `model`, default all) as a DataFrame, one row per model x step:
+        model, params, step, tokens_seen, location (as the manifest writes it), sha256, and
+        parent (the model an intervention continues; "" for the others)."""
+        import pandas as pd
+
+        rows = [{"model": c.model, "params": self.params(c.model), "step": c.step, "tokens_seen": c.tokens_seen,
+                 "location": c.location, "sha256": c.sha256,
+                 "parent": (self.model_info(c.model).get("intervention") or {}).get("parent", "")}
+                for c in self.checkpoints(model)]
+        columns = ["model", "params", "step", "tokens_seen", "location", "sha256", "parent"]
+        return pd.DataFrame(rows, columns=columns)
+
     def check_data(self, prefix: str | os.PathLike) -> None:
         """Refuse a dataset this suite was not trained on.
 

@@ -300,10 +300,8 @@ def cmd_checkpoints_list(args) -> int:
     from .checkpoints import Suite
 
     suite = Suite.load(args.manifest)
-    rows = [
-        {"model": c.model, "step": c.step, "tokens_seen": c.tokens_seen, "location": c.location, "sha256": c.sha256}
-        for c in suite.checkpoints(args.model)
-    ]
+    frame = suite.frame(args.model)[["model", "step", "tokens_seen", "location", "sha256"]]
+    rows = json.loads(frame.to_json(orient="records"))
     if args.format == "json":
         print(json.dumps(rows, indent=1))
         return 0
@@ -367,6 +365,20 @@ def add_demo(subparsers) -> None:
                    help="size of the run: tiny (seconds), default (minutes on a laptop), gpu")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished work")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p = _sub(subparsers, "notebooks", "execute notebooks/ against a demo output folder (needs ipykernel, nbclient)",
+             "pythia-suite notebooks --out demo_output", cmd_notebooks)
+    p.add_argument("--out", default="demo_output",
+                   help="the demo output folder (default demo_output); executed copies go to OUT/notebooks/")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="only the notebooks whose names start so, e.g. 02 03")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def cmd_notebooks(args) -> int:
+    from .notebooks import run_all
+
+    for path in run_all(args.out, only=args.only, progress=not args.quiet):
+        print(f"wrote {path}")
+    return 0
 
 
 # ---- counts ------------------------------------------------------------------------------------

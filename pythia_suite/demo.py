@@ -273,6 +273,7 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
         if s.tables:
             lines += ["", "Tables: " + ", ".join(f"`{t.relative_to(ctx.out)}`" for t in s.tables)]
         lines.append("")
+    lines += notebook_lines(ctx.out)
     written = sorted((ctx.out / "tables").glob("*.parquet")) + sorted((ctx.out / "tables").glob("*.zarr"))
     lines += ["## Every table this demo wrote", "",
               *[f"- `{t.relative_to(ctx.out)}`" + (f" (schema `{_schema(t)}`)" if t.suffix == ".parquet" else
@@ -281,6 +282,23 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
     with atomic_outputs(path) as (tmp,):
         tmp.write_text("\n".join(lines))
     return path
+
+
+def notebook_lines(out: Path) -> list[str]:
+    """The report's Notebooks section: links to the executed copies under OUT/notebooks/ (written
+    by `pythia-suite notebooks`, which rewrites this section when it is done)."""
+    from .notebooks import SOURCE
+
+    books = sorted(SOURCE.glob("[0-9][0-9]_*.ipynb")) if SOURCE.is_dir() else []
+    if not books:
+        return []
+    done = [b for b in books if (out / "notebooks" / b.name).is_file()]
+    lines = ["## Notebooks", "",
+             f"Executed against this folder: {len(done)} of {len(books)}" +
+             ("" if len(done) == len(books) else f"; `pythia-suite notebooks --out {out}` (or `make notebooks`) "
+                                                  "executes them into `notebooks/`") + ".", ""]
+    lines += [f"- [{b.stem}](notebooks/{b.name})" + ("" if b in done else " (not executed yet)") for b in books]
+    return lines + [""]
 
 
 def _schema(path: Path) -> str:

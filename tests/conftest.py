@@ -186,3 +186,13 @@ def random_model(config, seed: int = 0):
         for name, p in model.named_parameters():
             p.normal_(1.0 if "norm" in name and name.endswith("weight") else 0.0, 0.2)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """`pythia-suite demo --preset tiny` run once (read-only for tests): its output folder."""
+    from pythia_suite.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    run_demo(out, preset="tiny", progress=False)
+    return out

@@ -157,3 +157,13 @@ def test_model_names_in_every_form():
     assert suite.resolve("70m", 1000).model == "pythia-70m"
     with pytest.raises(UserError, match=r"unknown model '70M' \(did you mean pythia-70m\?\)"):
         suite.model_name("70M")
+
+
+def test_suite_checkpoints_as_a_frame(suite_dir):
+    suite = Suite.load(suite_dir)
+    frame = suite.frame()
+    assert list(frame.columns) == ["model", "params", "step", "tokens_seen", "location", "sha256", "parent"]
+    assert frame["step"].tolist() == suite.steps("micro-50k") and (frame["parent"] == "").all()
+    assert (frame["tokens_seen"] == frame["step"] * BATCH * SEQ_LEN).all()
+    assert frame["sha256"].str.fullmatch("[0-9a-f]{64}").all() and (frame["params"] == suite.params("micro-50k")).all()
+    assert len(suite.frame("micro-50k")) == len(frame)

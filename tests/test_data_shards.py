@@ -272,3 +272,18 @@ def test_unshard_refuses_to_overwrite_without_force(tmp_path, plain, capsys):
     rc, _, err = run_cli(capsys, "data", "unshard", pieces[0], "--out", f"{tmp_path / 'folder'}/")
     assert rc == 2 and "is a folder; give a dataset prefix inside it" in assert_one_error_line(err)
     assert not (tmp_path / "folder.bin").exists()
+
+
+def test_verify_shards_hashes_every_piece_and_the_index(tmp_path, plain):
+    from pythia_suite.data import verify_shards
+
+    pieces = shard(plain, tmp_path / "sh", shard_bytes=1000)
+    report = verify_shards(pieces[0])
+    assert report["file"].tolist() == [p.name for p in pieces] + ["document.idx"]
+    assert report["ok"].all() and report["bytes"].tolist()[:4] == [1000, 1000, 1000, 300]
+    flip_byte(pieces[1], 3)
+    report = verify_shards(tmp_path / "sh" / "document")
+    assert report["ok"].tolist() == [True, False, True, True, True]
+    (tmp_path / "sh" / "document.shards.json").unlink()
+    with pytest.raises(UserError, match="no document.shards.json beside the shards"):
+        verify_shards(pieces[0])

@@ -16,10 +16,8 @@ from pythia_suite.tables import read_table_meta
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    report = run_demo(out, preset="tiny", progress=False)
-    return out, report
+def demo(tiny_demo):
+    return tiny_demo, tiny_demo / "report.md"
 
 
 def test_demo_writes_report_tables_figures(demo):

@@ -4,7 +4,7 @@ from .build import build
 from .counts import Counts, count_terms, parse_terms
 from .indexed import DTYPES, IndexedDataset, write_dataset
 from .order import PYTHIA_BATCH_SIZE, TrainingOrder, batch_fingerprint
-from .shards import shard, unshard
+from .shards import shard, unshard, verify_shards
 from .sidecar import read_sidecar, verify
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "read_sidecar",
     "shard",
     "unshard",
+    "verify_shards",
     "verify",
     "write_dataset",
 ]

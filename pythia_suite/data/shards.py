@@ -121,6 +121,39 @@ def glob_escape(s: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", s)
 
 
+def _shard_manifest(path: Path, pieces: list[Path]) -> tuple[dict[str, str] | None, str | None]:
+    """The sha256 per piece and of the index recorded in NAME.shards.json; (None, None) without one."""
+    if not path.exists():
+        return None, None
+    try:
+        manifest = json.loads(path.read_text())
+        expected = {r["file"]: r["sha256"] for r in manifest["shards"]}
+        idx_expected = manifest.get("idx_sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path} is not a shard manifest ({type(e).__name__}: {e})") from None
+    if set(expected) != {p.name for p in pieces}:
+        raise UserError(f"{path.name} lists {len(expected)} shards, the folder has {len(pieces)}")
+    return expected, idx_expected
+
+
+def verify_shards(source: str | os.PathLike):
+    """Every piece of a shard set (and its index) hashed against NAME.shards.json, one row each:
+    file, bytes, sha256, recorded, ok. Raises if the set is incomplete or has no manifest."""
+    import pandas as pd
+
+    name, pieces = find_shards(source)
+    folder = pieces[0].parent
+    manifest_path = folder / f"{name}.shards.json"
+    expected, idx_expected = _shard_manifest(manifest_path, pieces)
+    if expected is None:
+        raise UserError(f"no {manifest_path.name} beside the shards: nothing to check them against")
+    files = pieces + ([folder / f"{name}.idx"] if idx_expected is not None else [])
+    recorded = [expected.get(p.name, idx_expected) for p in files]
+    rows = [(p.name, p.stat().st_size, sha256_file(p), r) for p, r in zip(files, recorded)]
+    df = pd.DataFrame(rows, columns=["file", "bytes", "sha256", "recorded"])
+    return df.assign(ok=df["sha256"] == df["recorded"])
+
+
 def unshard(source: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> Path:
     """Join the pieces into ``out.bin`` (+ ``out.idx``, sidecar and the tokenizer it names), checking
     each piece's sha256 against ``NAME.shards.json`` when it exists. Nothing is written if any check
@@ -132,16 +165,8 @@ def unshard(source: str | os.PathLike, out: str | os.PathLike, force: bool = Fal
     if not idx.is_file():
         raise UserError(f"{idx} not found: the index is needed beside the shards")
     manifest_path = folder / f"{name}.shards.json"
-    expected = None
-    if manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            expected = {r["file"]: r["sha256"] for r in manifest["shards"]}
-            idx_expected = manifest.get("idx_sha256")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise UserError(f"{manifest_path} is not a shard manifest ({type(e).__name__}: {e})") from None
-        if set(expected) != {p.name for p in pieces}:
-            raise UserError(f"{manifest_path.name} lists {len(expected)} shards, the folder has {len(pieces)}")
+    expected, idx_expected = _shard_manifest(manifest_path, pieces)
+    if expected is not None:
         if idx_expected is not None and (idx_actual := sha256_file(idx)) != idx_expected:
             raise UserError(f"{idx.name} is corrupted: sha256 {idx_actual[:16]}... != recorded {idx_expected[:16]}...")
     else:

@@ -1,0 +1,115 @@
+"""Execute the notebooks of `notebooks/` against a demo output folder (`pythia-suite notebooks`).
+
+Each notebook starts with a code cell tagged ``parameters`` (papermill's convention, so
+``papermill NB.ipynb OUT.ipynb -p out DIR`` works as well); the values given here go into a cell
+inserted right after it, tagged ``injected-parameters``. Executed copies are written to
+``OUT/notebooks/NAME.ipynb`` only once the whole notebook ran; a failing cell writes nothing and
+names the notebook, the cell and the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+SOURCE = Path(__file__).resolve().parents[1] / "notebooks"  # a clone's notebooks/
+KERNEL = "pythia-suite-python"  # a kernelspec of this interpreter, so no other environment's "python3" runs them
+
+
+def notebooks(folder: Path = SOURCE) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"{folder} not found: the notebooks ship with a clone of the repository, not the package")
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def inject(book, parameters: dict) -> None:
+    """Insert `parameters` as assignments after the cell tagged ``parameters`` (papermill's way)."""
+    from nbformat.v4 import new_code_cell
+
+    tagged = [i for i, c in enumerate(book.cells) if "parameters" in c.metadata.get("tags", [])]
+    if not tagged:
+        raise UserError("the notebook has no cell tagged 'parameters'")
+    cell = new_code_cell("\n".join(f"{k} = {v!r}" for k, v in parameters.items()))
+    cell.metadata["tags"] = ["injected-parameters"]
+    book.cells.insert(tagged[0] + 1, cell)
+
+
+def _kernel_dir() -> Path:
+    """A kernelspec folder naming this interpreter, put first on JUPYTER_PATH."""
+    root = Path(tempfile.mkdtemp(prefix="pythia-suite-kernel-"))
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"],
+        "display_name": "pythia-suite", "language": "python"}))
+    return root
+
+
+def execute(source: Path, dest: Path, parameters: dict, timeout: int = 600) -> Path:
+    """Run one notebook top to bottom in a fresh kernel (cwd: its own folder) and write the
+    executed copy to `dest`."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    book = nbformat.read(source, as_version=4)
+    inject(book, parameters)
+    kernels = _kernel_dir()
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
+    client = NotebookClient(book, timeout=timeout, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(source.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # the traceback's colours
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        raise UserError(f"notebook {source.name} failed: {last}") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    nbformat.write(book, tmp)
+    tmp.replace(dest)
+    return dest
+
+
+def run_all(out: str | os.PathLike, dest: str | os.PathLike | None = None, only: list[str] | None = None,
+            progress: bool = True) -> list[Path]:
+    """Execute every notebook (or those whose names start with one of `only`) against the demo
+    output `out`; executed copies go to `dest` (default OUT/notebooks)."""
+    out = Path(out).resolve()
+    if not (out / "suite" / "checkpoints_manifest.json").is_file():
+        raise UserError(f"{out} is not a demo output folder (no suite/checkpoints_manifest.json); "
+                        "run `pythia-suite demo --out DIR` first")
+    books = [b for b in notebooks() if not only or any(b.name.startswith(o) for o in only)]
+    if not books:
+        raise UserError(f"no notebook matches {', '.join(only or [])}; have: {', '.join(b.name for b in notebooks())}")
+    dest = Path(dest) if dest is not None else out / "notebooks"
+    written = []
+    for book in books:
+        if progress:
+            print(f"executing {book.name}", file=sys.stderr, flush=True)
+        written.append(execute(book, dest / book.name, {"out": str(out)}))
+    if dest == out / "notebooks" and (out / "report.md").is_file():
+        _link_in_report(out)
+    return written
+
+
+def _link_in_report(out: Path) -> None:
+    """Rewrite the report's Notebooks section to say which executed copies now exist."""
+    from .demo import notebook_lines
+    from .fileio import atomic_outputs
+
+    report = out / "report.md"
+    text = report.read_text()
+    start = text.find("## Notebooks\n")
+    if start < 0:
+        return
+    end = text.find("\n## ", start + 1)
+    new = text[:start] + "\n".join(notebook_lines(out)) + ("\n" + text[end + 1 :] if end >= 0 else "")
+    with atomic_outputs(report) as (tmp,):
+        tmp.write_text(new)
