@@ -300,8 +300,10 @@ def test_bias_cli_on_lookalikes(parent_suite, tmp_path, capsys):
     lb = write_lambada_lookalike(tmp_path / "l.jsonl", n=4)
     out = tmp_path / "r" / "bias.parquet"
     rc, stdout, err = run_cli(capsys, "bias", "--manifest", s, "--steps", 8, 12, "--winobias", wb, "--crows-pairs", cp,
-                              "--lambada", lb, "--out", out, "--quiet")
+                              "--lambada", lb, "--out", out, "--quiet", "--figures", tmp_path / "figs")
     assert rc == 0, err
+    figs = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
+    assert figs == ["bias_intervention.png", "bias_over_training.png"] and str(tmp_path / "figs") in stdout
     t = pd.read_parquet(out)
     assert list(t.columns[:5]) == ["suite", "model", "params", "step", "tokens_seen"]
     assert set(zip(t["model"], t["step"])) == {("micro-50k", 8), ("micro-50k", 12), ("swap", 12)}

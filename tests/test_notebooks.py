@@ -47,6 +47,8 @@ def test_notebooks_run_on_the_demo_output(tiny_demo, tmp_path):
         assert all(c.execution_count is not None for c in code)
         errors = [o for c in code for o in c.outputs if o.output_type == "error"]
         assert errors == []
+        images = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+        assert len(images) >= {"00": 0, "01": 1, "02": 2, "03": 3, "04": 2}[path.name[:2]], path.name
     text = "".join(o.get("text", "") for c in nbformat.read(written[2], as_version=4).cells
                    if c.cell_type == "code" for o in c.outputs)
     assert "again" in text  # the recomputed memorization scores were printed (and asserted equal)

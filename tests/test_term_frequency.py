@@ -134,8 +134,12 @@ def test_cli_end_to_end(small_suite, capsys):
     root, prefix, manifest = small_suite
     out = root / "res" / "tf.parquet"
     rc, stdout, err = run_cli(capsys, "term-frequency", "--manifest", manifest, "--data", prefix, "--steps", 4, 8,
-                              "--tasks", "times", "--shots", 0, "--x2-max", 2, "--workers", 1, "--quiet", "--out", out)
+                              "--tasks", "times", "--shots", 0, "--x2-max", 2, "--workers", 1, "--quiet", "--out", out,
+                              "--figures", root / "figs")
     assert rc == 0, err
+    figs = sorted(p.name for p in (root / "figs").glob("*.png"))
+    assert figs == ["term_frequency_gap.png", "term_frequency_times.png"] and str(root / "figs") in stdout
+    assert all((root / "figs" / f).read_bytes()[:4] == b"\x89PNG" for f in figs)
     acc = pd.read_parquet(out)
     assert list(acc.columns[:5]) == KEYS
     assert len(acc) == 2 * 100 and (acc["n"] == 2).all()  # steps x x1, two x2 each
