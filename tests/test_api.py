@@ -111,6 +111,14 @@ def test_find_on_a_reordered_order(prefix):
     query = order.sequence(17)[2:9]
     found = order.find(query)
     assert ((found["sequence"] == 17) & (found["offset"] == 2)).any()
+    # items past the last whole batch are never trained on: never found, reordered or not
+    raw = np.fromfile(f"{prefix}.bin", dtype=np.uint16).reshape(-1, order.item_len)
+    for o in (order, TrainingOrder(prefix, batch_size=BATCH)):
+        n = o.num_steps * BATCH
+        assert len(raw) > n  # the data has a partial last batch
+        dropped = raw[o.permutation[n] if o.permutation is not None else n]
+        hits = o.find(dropped[:3])
+        assert (hits["sequence"] < n).all() and (hits["step"] < o.num_steps).all()
 
 
 def test_model_loss_takes_the_batch_as_the_data_gives_it(suite_dir):

@@ -279,8 +279,9 @@ class TrainingOrder:
         n = self.num_steps * self.batch_size
         if k <= L:
             for first in range(0, n, block):
-                items = self._rows(first, min(block, n - first)) if self.permutation is None else \
-                    self._grid[self.permutation[first : first + block]]
+                size = min(block, n - first)  # trained items only: the last partial batch is no step
+                items = self._rows(first, size) if self.permutation is None else \
+                    self._grid[self.permutation[first : first + size]]
                 r, c = np.nonzero(items[:, : L - k + 1] == q[0])  # candidates by first token
                 for j in range(1, k):
                     keep = items[r, c + j] == q[j]
