@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -54,14 +55,19 @@ def _kernel_dir() -> Path:
 def execute(source: Path, dest: Path, parameters: dict, timeout: int = 600) -> Path:
     """Run one notebook top to bottom in a fresh kernel (cwd: its own folder) and write the
     executed copy to `dest`."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    try:
+        import ipykernel  # noqa: F401  (the kernel the notebooks run in)
+        import nbformat
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+    except ImportError as e:
+        raise UserError(f"executing notebooks needs {e.name}: pip install 'pythia-suite[notebook]'") from None
 
     book = nbformat.read(source, as_version=4)
     inject(book, parameters)
     kernels = _kernel_dir()
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
+    old_path = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), old_path]))
     client = NotebookClient(book, timeout=timeout, kernel_name=KERNEL,
                             resources={"metadata": {"path": str(source.parent)}})
     try:
@@ -70,6 +76,12 @@ def execute(source: Path, dest: Path, parameters: dict, timeout: int = 600) -> P
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # the traceback's colours
         last = [line for line in text.strip().splitlines() if line.strip()][-1]
         raise UserError(f"notebook {source.name} failed: {last}") from None
+    finally:
+        shutil.rmtree(kernels, ignore_errors=True)
+        if old_path is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = old_path
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     nbformat.write(book, tmp)

@@ -82,3 +82,16 @@ def test_report_links_the_notebooks_and_says_which_ran(tiny_demo, tmp_path):
     assert f"Executed against this folder: 1 of {len(BOOKS)}" in text
     assert f"- [{BOOKS[0].stem}](notebooks/{BOOKS[0].name})\n" in text and text.count("(not executed yet)") == len(BOOKS) - 1
     assert text.endswith("\n\n## Every table this demo wrote\n\n- x\n")
+
+
+def test_a_failing_cell_is_one_error_line_and_writes_nothing(tiny_demo, tmp_path):
+    from pythia_suite.errors import UserError
+    from pythia_suite.notebooks import execute
+
+    book = nbformat.read(BOOKS[1], as_version=4)
+    book.cells.append(nbformat.v4.new_code_cell("raise ValueError('planted failure')"))
+    src = tmp_path / "broken.ipynb"
+    nbformat.write(book, src)
+    with pytest.raises(UserError, match=r"notebook broken.ipynb failed: ValueError: planted failure"):
+        execute(src, tmp_path / "out" / "broken.ipynb", {"out": str(tiny_demo)})
+    assert not (tmp_path / "out").exists()
