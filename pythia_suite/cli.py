@@ -362,7 +362,7 @@ def add_demo(subparsers) -> None:
                    help="output folder (default demo_output): report.md, tables/*.parquet, figures/*.png, and the "
                         "corpus/, data/ and suite/ it built")
     p.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="size of the run: tiny (seconds), default (minutes on a laptop), gpu")
+                   help="size of the run: tiny (a minute or two), default (about 8 minutes on 2 cores), gpu")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished work")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p = _sub(subparsers, "notebooks", "execute notebooks/ against a demo output folder (needs ipykernel, nbclient)",

@@ -1,6 +1,6 @@
 """`pythia-suite demo`: the whole suite end to end on the built-in micro-Pile.
 
-    pythia-suite demo --out demo_output                  # about 5-10 minutes on 2 CPU cores
+    pythia-suite demo --out demo_output                  # about 8 minutes on 2 CPU cores
     pythia-suite demo --out demo_gpu --preset gpu        # larger corpus and models, on a GPU
 
 Steps, each skipped when its output is already there (a rerun resumes; `--fresh` starts over):
@@ -50,7 +50,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # inside the test suite: seconds
+    # inside the test suite: a minute or two
     "tiny": Preset(corpus_bytes=300_000, vocab_size=512, seq_len=64, batch_size=8,
                    sizes=("micro-50k", "micro-200k", "micro-500k", "micro-1m"), checkpoint_every=16,
                    canaries_per_repeat=1, steps=48, memorization_sample=256, canary_repeats=(0, 1, 4, 16, 64),
