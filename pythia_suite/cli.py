@@ -420,8 +420,14 @@ def cmd_counts(args) -> int:
         raise UserError(f"the manifest has checkpoint step {steps[-1]} but {args.data} has only "
                         f"{order.num_steps} steps of batch {batch}")
     store = Path(args.store) if args.store else out.with_suffix(".zarr")
-    counts = count_terms(args.data, terms, batch, definition=args.definition, tokenizer=tok_path, seed=seed,
-                         store=store, workers=args.workers, progress=not args.quiet)
+    kw = dict(definition=args.definition, tokenizer=tok_path, seed=seed, store=store, progress=not args.quiet)
+    if args.scheduler is None:
+        counts = count_terms(args.data, terms, batch, workers=args.workers, **kw)
+    else:
+        from .engines import dask_client
+
+        with dask_client(scheduler=args.scheduler, timeout=args.scheduler_timeout) as client:
+            counts = count_terms(args.data, terms, batch, client=client, **kw)
     write_counts_table(counts, out, steps, suite_name, config={k: v for k, v in vars(args).items() if k != "func"})
     final = counts.count_seen(counts.num_steps)
     top = sorted(zip(final.tolist(), counts.terms), reverse=True)[:5]
@@ -446,7 +452,11 @@ def add_counts(subparsers) -> None:
                    help="token: digit runs of the token stream (default); pythia: Pythia's decode-and-regex rule")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one the data's sidecar names)")
     p.add_argument("--store", help="resumable zarr store of per-step counts (default: OUT with .zarr)")
-    p.add_argument("--workers", type=int, help="processes (default: every core)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="processes of this machine (default: every core)")
+    g.add_argument("--scheduler", help="count on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
+                   "this package and the data at the same path)")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
     p.add_argument("--out", required=True, help="tidy table (.parquet): term, step, count, count_seen")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -337,3 +337,28 @@ def test_cli_counts_without_tokenizer(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "counts", "--data", prefix, "--terms", "24", "--batch-size", 2,
                          "--out", tmp_path / "c.parquet")
     assert rc == 2 and "no tokenizer" in assert_one_error_line(err)
+
+
+def test_counts_on_a_dask_cluster_equal_the_local_pass(tmp_path, tokenizer_file, tok, capsys):
+    """The chunks as tasks of a Dask cluster (127.0.0.1): the same counts and store as one process,
+    and the CLI's --scheduler reaches an existing cluster."""
+    pytest.importorskip("distributed")
+    import zarr
+
+    from pythia_suite.engines import dask_client
+
+    rows = np.random.default_rng(4).integers(2, len(PIECES), size=(BATCH * 9, ITEM))
+    prefix = write_data(tmp_path, rows, tokenizer_file)
+    terms = parse_terms(["0..99", " is 24 times"], tok)
+    local = count_terms(prefix, terms, BATCH, tokenizer=tokenizer_file, workers=1, chunk_steps=2)
+    with dask_client(workers=2) as client:
+        spread = count_terms(prefix, terms, BATCH, tokenizer=tokenizer_file, chunk_steps=2, client=client,
+                             store=tmp_path / "c.zarr")
+        assert np.array_equal(spread.count, local.count) and local.count.sum() > 0
+        assert zarr.open_group(tmp_path / "c.zarr", mode="r")["done"][:].all()
+        address = client.scheduler.address
+        rc, out, err = run_cli(capsys, "counts", "--data", prefix, "--terms", "0..99", "--batch-size", BATCH,
+                               "--scheduler", address, "--quiet", "--out", tmp_path / "cli.parquet")
+    assert rc == 0, err
+    table = pd.read_parquet(tmp_path / "cli.parquet")
+    assert table.groupby("term")["count"].sum().sum() == local.count[:100].sum()

@@ -417,13 +417,16 @@ def _open_store(path: Path, terms: list[str], identity: dict, n_steps: int, chun
 def count_terms(prefix: str | os.PathLike, terms: Sequence[Term], batch_size: int, *,
                 definition: str = "token", tokenizer: str | os.PathLike | None = None, seed: int | None = None,
                 store: str | os.PathLike | None = None, workers: int | None = None,
-                chunk_steps: int | None = None, max_chunks: int | None = None, progress: bool = False) -> Counts:
+                chunk_steps: int | None = None, max_chunks: int | None = None, progress: bool = False,
+                client=None) -> Counts:
     """Count `terms` at every step of the training order of `prefix` (batch `batch_size`).
 
     With `store` (a zarr folder), chunks already done there are reused and each finished chunk is
     written at once (resumable); `max_chunks` stops after that many new chunks (a time-boxed run:
     the result then holds only what is done, unfinished steps read 0). `workers` processes share
-    the chunks (default: every core). `tokenizer` is needed for number terms and the pythia rule.
+    the chunks (default: every core); with a Dask `client` (`pythia_suite.engines.dask_client`) the
+    chunks run on its cluster instead, each written to the store as it arrives. `tokenizer` is
+    needed for number terms and the pythia rule.
     """
     from tqdm.auto import tqdm
 
@@ -437,7 +440,8 @@ def count_terms(prefix: str | os.PathLike, terms: Sequence[Term], batch_size: in
         raise UserError(f"the pythia rule counts numbers only; term {terms[others[0]].label!r} is not a number")
     if numbers and tokenizer is None:
         raise UserError("number terms need the data's tokenizer to read digit tokens; give --tokenizer tokenizer.json")
-    job = _Job(str(prefix), order.batch_size, seed, str(tokenizer) if tokenizer else None, definition,
+    # absolute paths: a worker of a cluster may run in another folder
+    job = _Job(os.path.abspath(prefix), order.batch_size, seed, os.path.abspath(tokenizer) if tokenizer else None, definition,
                tuple(terms[j].text for j in numbers), tuple(terms[j].ids for j in others),
                tuple(numbers), tuple(others), len(terms))
     n_steps = order.num_steps
@@ -464,7 +468,11 @@ def count_terms(prefix: str | os.PathLike, terms: Sequence[Term], batch_size: in
             group["done"][ci] = True  # last: a chunk counts only once its data is written
         bar.update(1)
 
-    if workers == 1 or len(tasks) <= 1:
+    if client is not None:
+        from ..engines import run_tasks
+
+        run_tasks(client, _count_chunk, tasks, progress=lambda result: store_chunk(*result))
+    elif workers == 1 or len(tasks) <= 1:
         for t in tasks:
             store_chunk(*_count_chunk(t))
     else:
