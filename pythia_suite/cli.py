@@ -471,8 +471,14 @@ def cmd_evaluate(args) -> int:
         num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size, device=args.device,
         online=args.online, bootstrap_iters=args.bootstrap_iters,
     )
-    out = evaluate_suite(args.manifest, args.out, settings, per_item=args.per_item, fresh=args.fresh,
-                         progress=not args.quiet)
+    run = dict(per_item=args.per_item, fresh=args.fresh, progress=not args.quiet)
+    if args.workers is None and args.scheduler is None:
+        out = evaluate_suite(args.manifest, args.out, settings, **run)
+    else:
+        from .engines import dask_client
+
+        with dask_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
+            out = evaluate_suite(args.manifest, args.out, settings, client=client, **run)
     print(f"wrote {out}" + (f" and {args.per_item}" if args.per_item else ""))
     return 0
 
@@ -508,6 +514,12 @@ def add_evaluate(subparsers) -> None:
                         "the harness'); 0 skips them")
     p.add_argument("--online", action="store_true", help="allow downloading task data and hub checkpoints")
     p.add_argument("--fresh", action="store_true", help="discard finished cells (OUT.parts/) and start over")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="evaluate on a local Dask cluster of N worker processes (127.0.0.1), "
+                   "one checkpoint per task; default: serially in this process")
+    g.add_argument("--scheduler", help="evaluate on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
+                   "this package, lm-eval and the suite's files at the same paths)")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _sub(subparsers, "eval-tasks", "write lm-evaluation-harness task YAMLs and data for the micro-Pile probes",

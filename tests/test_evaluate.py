@@ -156,6 +156,22 @@ def test_rerun_skips_finished_cells_and_redoes_only_a_missing_one(suite_dir, tas
         ev.evaluate_suite(suite_dir, out, settings(tasks_dir, TASKS, limit=LIMIT - 1), progress=False)
 
 
+def test_dask_workers_write_the_serial_tables(suite_dir, tasks_dir, evaluated, tmp_path, capsys):
+    """One checkpoint per Dask task (2 worker processes on 127.0.0.1): the same tables as the serial run."""
+    pytest.importorskip("distributed")
+    table, per_item, _ = evaluated
+    out, items = tmp_path / "eval.parquet", tmp_path / "items.parquet"
+    rc, _, err = run_cli(capsys, "evaluate", "--manifest", suite_dir, "--tasks", *TASKS, "--include-path", tasks_dir,
+                         "--steps", *STEPS, "--limit", LIMIT, "--out", out, "--per-item", items, "--workers", 2, "--quiet")
+    assert rc == 0, err
+    keys = ["model", "step", "task", "metric", "filter"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out).sort_values(keys, ignore_index=True),
+                                  table.sort_values(keys, ignore_index=True))
+    keys = ["model", "step", "task", "doc_id", "filter", "metric"]
+    pd.testing.assert_frame_equal(pd.read_parquet(items).sort_values(keys, ignore_index=True),
+                                  per_item.sort_values(keys, ignore_index=True))
+
+
 def test_one_token_cache_case_cannot_reach_our_results(suite_dir):
     """Two requests with one token sequence split differently into context/continuation. The
     harness' HFLM with its logits cache gathers the wrong positions for the shorter continuation;

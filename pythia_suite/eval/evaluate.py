@@ -31,6 +31,7 @@ import random
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -298,9 +299,66 @@ def run_cell(lm, task_name: str, task, limit: int | None, bootstrap_iters: int, 
                         bootstrap_iters=bootstrap_iters, log_samples=log_samples)
 
 
+@dataclass(frozen=True)
+class CheckpointCells:
+    """The unfinished tasks of one checkpoint: one unit of work (the model is loaded once), for
+    this process or a Dask worker, which writes its own cell files."""
+
+    manifest: str
+    out: str
+    settings: EvalSettings
+    model: str
+    step: int
+    task_names: tuple[str, ...]
+    per_item: bool
+    fingerprint: dict  # the settings record a resumed run is checked against (written with the first cell)
+
+
+@lru_cache(maxsize=4)
+def _worker_tasks(settings_json: str) -> dict:
+    """The harness tasks, loaded once per process (a Dask worker runs many groups)."""
+    s = EvalSettings(**json.loads(settings_json))
+    set_offline(not s.online)
+    require_lm_eval()
+    _quiet_harness()
+    return load_tasks(s.tasks, s.include_path, s.num_fewshot, s.online)
+
+
+def run_cells(group: CheckpointCells, tasks: dict | None = None, lm=None, on_cell=None) -> int:
+    """Run `group`'s tasks on its checkpoint and write each cell's table (items first), so a
+    killed run loses only the cell in flight; returns the cells written."""
+    from ..checkpoints import Suite
+    from ..tables import write_table
+    from .harness import SuiteLM
+
+    s = group.settings
+    tasks = tasks if tasks is not None else _worker_tasks(json.dumps(asdict(s)))
+    suite = Suite.load(group.manifest)
+    ck = suite.resolve(group.model, group.step)
+    lm = lm or SuiteLM(batch_size=s.batch_size, device=s.device)
+    lm.use(suite.load_model(ck.model, ck.step), checkpoint_tokenizer(suite, checkpoint_folder(ck)),
+           label=f"{ck.model} step {ck.step}")
+    parts = _parts_dir(Path(group.out))
+    meta = dict(config=asdict(s) | {"manifest": group.manifest}, seeds=_seeds())
+    for name in group.task_names:
+        results = run_cell(lm, name, tasks[name], s.limit, s.bootstrap_iters, group.per_item)
+        table, items = _cell_paths(parts, ck, name)
+        _record_settings(parts, group.fingerprint)
+        if group.per_item:  # items first: a cell counts as done only once its table is there
+            write_table(_with_keys(item_rows(results, name), suite, ck, "evaluate_items"), items, "evaluate_items", **meta)
+        write_table(_with_keys(result_rows(results, name), suite, ck, "evaluate"), table, "evaluate", **meta)
+        if on_cell is not None:
+            on_cell(f"{ck.model} step {ck.step} {name}")
+    return len(group.task_names)
+
+
 def evaluate_suite(manifest: str | os.PathLike, out: str | os.PathLike, settings: EvalSettings,
-                   per_item: str | os.PathLike | None = None, fresh: bool = False, progress: bool = True) -> Path:
-    """Run every task on every selected checkpoint; write the `evaluate` table (and `evaluate_items`)."""
+                   per_item: str | os.PathLike | None = None, fresh: bool = False, progress: bool = True,
+                   client=None) -> Path:
+    """Run every task on every selected checkpoint; write the `evaluate` table (and `evaluate_items`).
+
+    With a Dask `client` (`pythia_suite.engines.dask_client`), each checkpoint's unfinished tasks
+    are one task of the cluster, which writes its own cell files; the tables are the serial ones."""
     from tqdm.auto import tqdm
 
     from ..checkpoints import Suite
@@ -319,37 +377,32 @@ def evaluate_suite(manifest: str | os.PathLike, out: str | os.PathLike, settings
     require_lm_eval()
     _quiet_harness()
     tasks = load_tasks(settings.tasks, settings.include_path, settings.num_fewshot, settings.online)
-    from .harness import SuiteLM
-
     fingerprint = settings.fingerprint({name: t.dump_config() for name, t in tasks.items()})
     parts = _parts_dir(out)
     _check_parts(parts, fingerprint, fresh)
-    lm = SuiteLM(batch_size=settings.batch_size, device=settings.device)
     grid = [(ck, name) for ck in cells for name in tasks]
 
     def done(ck, name) -> bool:
         table, items = _cell_paths(parts, ck, name)
         return table.is_file() and (per_item is None or items.is_file())
 
-    todo = [(ck, name) for ck, name in grid if not done(ck, name)]
-    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc="evaluate", unit="cell",
+    groups = [CheckpointCells(str(Path(manifest).resolve()), str(out.resolve()), settings, ck.model, ck.step,
+                              tuple(n for n in tasks if not done(ck, n)), per_item is not None, fingerprint)
+              for ck in cells]
+    groups = [g for g in groups if g.task_names]
+    todo = sum(len(g.task_names) for g in groups)
+    bar = tqdm(total=len(grid), initial=len(grid) - todo, desc="evaluate", unit="cell",
                disable=None if progress else True)
-    loaded = None
-    for ck, name in todo:
-        if loaded != (ck.model, ck.step):
-            folder = checkpoint_folder(ck)
-            lm.use(suite.load_model(ck.model, ck.step), checkpoint_tokenizer(suite, folder),
-                   label=f"{ck.model} step {ck.step}")
-            loaded = (ck.model, ck.step)
-        bar.set_postfix_str(f"{ck.model} step {ck.step} {name}")
-        results = run_cell(lm, name, tasks[name], settings.limit, settings.bootstrap_iters, per_item is not None)
-        table, items = _cell_paths(parts, ck, name)
-        _record_settings(parts, fingerprint)
-        meta = dict(config=asdict(settings) | {"manifest": str(manifest)}, seeds=_seeds())
-        if per_item is not None:  # items first: a cell counts as done only once its table is there
-            write_table(_with_keys(item_rows(results, name), suite, ck, "evaluate_items"), items, "evaluate_items", **meta)
-        write_table(_with_keys(result_rows(results, name), suite, ck, "evaluate"), table, "evaluate", **meta)
-        bar.update(1)
+    if client is None:
+        from .harness import SuiteLM
+
+        lm = SuiteLM(batch_size=settings.batch_size, device=settings.device)
+        for g in groups:
+            run_cells(g, tasks, lm, on_cell=lambda label: (bar.set_postfix_str(label), bar.update(1)))
+    else:
+        from ..engines import run_tasks
+
+        run_tasks(client, run_cells, groups, progress=bar.update)
     bar.close()
     meta = dict(config=asdict(settings) | {"manifest": str(manifest)}, seeds=_seeds())
     write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[0]) for ck, n in grid], ignore_index=True),
