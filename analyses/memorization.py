@@ -443,7 +443,7 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import analysis_parser
+    from pythia_suite.cli import add_cluster_options, analysis_parser
 
     p = analysis_parser("memorization", __doc__, "pythia-suite memorization --manifest suite/checkpoints_manifest.json "
                         "--data data/corpus --sample 4096 --out results/memorization.parquet")
@@ -460,12 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="summary table OUT.parquet; beside it OUT_histogram.parquet, "
                    "OUT_order_test.parquet, OUT_predictability.parquet and the per-sequence zarr OUT.zarr")
     p.add_argument("--per-sequence", help="also write the tidy per-sequence table here (.parquet)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, help="score on a local Dask cluster of N worker processes (127.0.0.1); "
-                   "default: serially in this process")
-    g.add_argument("--scheduler", help="score on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
-                   "this package and the suite's files at the same paths)")
-    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
+    add_cluster_options(p, "score", "this package and the suite's files")
     return p
 
 
@@ -497,13 +492,10 @@ def main(argv: list[str] | None = None) -> int:
               "sequences": args.sequences, "sample": args.sample, "device": args.device}
     run_args = (suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
                 args.eval_batch, not args.quiet, config, {"sample": seed} if args.sample else {}, args.allow_eos)
-    if args.workers is None and args.scheduler is None:
-        tables = analyse(*run_args)
-    else:
-        from pythia_suite.engines import dask_client
+    from pythia_suite.engines import maybe_client
 
-        with dask_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
-            tables = analyse(*run_args, client=client)
+    with maybe_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
+        tables = analyse(*run_args, client=client)
     summary = tables["memorization"]
     seen = summary[summary["seen"]]
     print(f"wrote {args.out} ({len(summary)} rows) and {store_path_for(args.out)}")

@@ -38,6 +38,19 @@ def analysis_parser(name: str, doc: str, example: str, data: bool = True,
     return p
 
 
+def add_cluster_options(p: argparse.ArgumentParser, verb: str, needs: str, local: bool = True):
+    """--workers N (a LocalCluster on 127.0.0.1; with `local` False the caller adds its own) and
+    --scheduler ADDRESS (an existing Dask cluster), mutually exclusive, and --scheduler-timeout."""
+    g = p.add_mutually_exclusive_group()
+    if local:
+        g.add_argument("--workers", type=int, help=f"{verb} on a local Dask cluster of N worker processes "
+                       "(127.0.0.1); default: serially in this process")
+    g.add_argument("--scheduler", help=f"{verb} on an existing Dask cluster, e.g. tcp://head:8786 (every worker "
+                   f"needs {needs} at the same paths)")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
+    return g
+
+
 def require_parquet(*paths) -> None:
     """Tables are Parquet files: refuse any other output name up front."""
     for path in paths:
@@ -420,14 +433,11 @@ def cmd_counts(args) -> int:
         raise UserError(f"the manifest has checkpoint step {steps[-1]} but {args.data} has only "
                         f"{order.num_steps} steps of batch {batch}")
     store = Path(args.store) if args.store else out.with_suffix(".zarr")
-    kw = dict(definition=args.definition, tokenizer=tok_path, seed=seed, store=store, progress=not args.quiet)
-    if args.scheduler is None:
-        counts = count_terms(args.data, terms, batch, workers=args.workers, **kw)
-    else:
-        from .engines import dask_client
+    from .engines import maybe_client
 
-        with dask_client(scheduler=args.scheduler, timeout=args.scheduler_timeout) as client:
-            counts = count_terms(args.data, terms, batch, client=client, **kw)
+    with maybe_client(None, args.scheduler, args.scheduler_timeout) as client:
+        counts = count_terms(args.data, terms, batch, definition=args.definition, tokenizer=tok_path, seed=seed,
+                             store=store, workers=args.workers, progress=not args.quiet, client=client)
     write_counts_table(counts, out, steps, suite_name, config={k: v for k, v in vars(args).items() if k != "func"})
     final = counts.count_seen(counts.num_steps)
     top = sorted(zip(final.tolist(), counts.terms), reverse=True)[:5]
@@ -452,11 +462,8 @@ def add_counts(subparsers) -> None:
                    help="token: digit runs of the token stream (default); pythia: Pythia's decode-and-regex rule")
     p.add_argument("--tokenizer", help="tokenizer.json (default: the one the data's sidecar names)")
     p.add_argument("--store", help="resumable zarr store of per-step counts (default: OUT with .zarr)")
-    g = p.add_mutually_exclusive_group()
+    g = add_cluster_options(p, "count", "this package and the data", local=False)
     g.add_argument("--workers", type=int, help="processes of this machine (default: every core)")
-    g.add_argument("--scheduler", help="count on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
-                   "this package and the data at the same path)")
-    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
     p.add_argument("--out", required=True, help="tidy table (.parquet): term, step, count, count_seen")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -471,14 +478,11 @@ def cmd_evaluate(args) -> int:
         num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size, device=args.device,
         online=args.online, bootstrap_iters=args.bootstrap_iters,
     )
-    run = dict(per_item=args.per_item, fresh=args.fresh, progress=not args.quiet)
-    if args.workers is None and args.scheduler is None:
-        out = evaluate_suite(args.manifest, args.out, settings, **run)
-    else:
-        from .engines import dask_client
+    from .engines import maybe_client
 
-        with dask_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
-            out = evaluate_suite(args.manifest, args.out, settings, client=client, **run)
+    with maybe_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
+        out = evaluate_suite(args.manifest, args.out, settings, per_item=args.per_item, fresh=args.fresh,
+                             progress=not args.quiet, client=client)
     print(f"wrote {out}" + (f" and {args.per_item}" if args.per_item else ""))
     return 0
 
@@ -514,12 +518,7 @@ def add_evaluate(subparsers) -> None:
                         "the harness'); 0 skips them")
     p.add_argument("--online", action="store_true", help="allow downloading task data and hub checkpoints")
     p.add_argument("--fresh", action="store_true", help="discard finished cells (OUT.parts/) and start over")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, help="evaluate on a local Dask cluster of N worker processes (127.0.0.1), "
-                   "one checkpoint per task; default: serially in this process")
-    g.add_argument("--scheduler", help="evaluate on an existing Dask cluster, e.g. tcp://head:8786 (every worker needs "
-                   "this package, lm-eval and the suite's files at the same paths)")
-    p.add_argument("--scheduler-timeout", type=float, default=30.0, help="seconds to wait for --scheduler (default 30)")
+    add_cluster_options(p, "evaluate (one checkpoint per task)", "this package, lm-eval and the suite's files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = _sub(subparsers, "eval-tasks", "write lm-evaluation-harness task YAMLs and data for the micro-Pile probes",

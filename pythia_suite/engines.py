@@ -58,6 +58,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             cluster.close()
 
 
+@contextmanager
+def maybe_client(workers: int | None = None, scheduler: str | None = None,
+                 timeout: float = SCHEDULER_TIMEOUT_S) -> Iterator[object | None]:
+    """`dask_client` when `workers` or `scheduler` is given, else None: the serial path."""
+    if workers is None and scheduler is None:
+        yield None
+    else:
+        with dask_client(workers, scheduler, timeout) as client:
+            yield client
+
+
 def run_tasks(client, fn: Callable, tasks: Sequence, progress: Callable[[object], None] | None = None,
               retries: int = 2) -> list:
     """Run fn(task) for every task on the cluster; results in task order. A task that raises is
