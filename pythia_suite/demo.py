@@ -287,9 +287,9 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
 def notebook_lines(out: Path) -> list[str]:
     """The report's Notebooks section: links to the executed copies under OUT/notebooks/ (written
     by `pythia-suite notebooks`, which rewrites this section when it is done)."""
-    from .notebooks import SOURCE
+    from .notebooks import SOURCE, notebooks
 
-    books = sorted(SOURCE.glob("[0-9][0-9]_*.ipynb")) if SOURCE.is_dir() else []
+    books = notebooks() if SOURCE.is_dir() else []
     if not books:
         return []
     done = [b for b in books if (out / "notebooks" / b.name).is_file()]

@@ -174,6 +174,15 @@ def flip_byte(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def tiny_config(vocab_size: int = 97, **overrides):
+    """A two-layer GPTNeoXConfig for tests of the model's numerics (no end-of-text id unless given)."""
+    from pythia_suite.model import GPTNeoXConfig
+
+    fields = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=128, max_position_embeddings=64, eos_token_id=None)
+    return GPTNeoXConfig(**(fields | overrides))
+
+
 def random_model(config, seed: int = 0):
     """A GPTNeoX whose every parameter is random (biases and LayerNorms included, unlike at init)."""
     import torch

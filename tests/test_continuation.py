@@ -24,7 +24,7 @@ import torch
 
 from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, Scores, score_batch, score_sequences
 from pythia_suite.model import GPTNeoX, GPTNeoXConfig, KVCache
-from conftest import random_model
+from conftest import random_model, tiny_config
 
 K, M = PROMPT_LEN, CONTINUATION_LEN
 VOCAB = 97
@@ -36,12 +36,6 @@ VARIANTS = {
     "full-rotary": dict(rotary_pct=1.0),
     "sequential": dict(use_parallel_residual=False),
 }
-
-
-def tiny_config(**overrides) -> GPTNeoXConfig:
-    fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=128, max_position_embeddings=64, eos_token_id=None)
-    return GPTNeoXConfig(**(fields | overrides))
 
 
 @pytest.fixture(scope="module")

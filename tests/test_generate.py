@@ -16,8 +16,7 @@ import torch
 
 from pythia_suite.errors import UserError
 from pythia_suite.eval.generate import greedy_until
-from pythia_suite.model import GPTNeoXConfig
-from conftest import random_model
+from conftest import random_model, tiny_config
 
 VOCAB = 97
 NEWLINE = set(range(3, VOCAB, 8))  # token ids whose text holds the stop string in the toy decoder
@@ -26,12 +25,6 @@ NEWLINE = set(range(3, VOCAB, 8))  # token ids whose text holds the stop string 
 def toy_decode(ids: list[int]) -> str:
     """A decoder for random vocabularies: a few ids spell text with a newline in it."""
     return "".join(f"x{i}\ny" if i in NEWLINE else f"<{i}>" for i in ids)
-
-
-def tiny_config(**overrides) -> GPTNeoXConfig:
-    fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=128, max_position_embeddings=64, eos_token_id=None)
-    return GPTNeoXConfig(**(fields | overrides))
 
 
 @pytest.fixture(scope="module")
