@@ -8,6 +8,8 @@
    overhead (process start, gloo all-reduce, rank 0 writing) against how well one process's two
    threads use the cores on these small matrices. Also checks the two
    runs' final checkpoints agree (bit-identical only with equal thread counts: see README).
+   Where DeepSpeed is installed, also `--parallel deepspeed` (ZeRO stage 1, the same split; its
+   CPU communication extension compiled beforehand, on its first use, so not timed here).
 2. Memorization: 2048 sequences at every checkpoint of one model (11 checkpoints), serially
    against `--workers 2` (a LocalCluster of 2 processes; tasks of (model, step, chunks), each
    loading its model once). The zarr stores must be identical.
@@ -17,6 +19,7 @@ Prints wall times, the ratios and the checks.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -55,12 +58,24 @@ def main() -> None:
         a = GPTNeoX.from_pretrained(tmp / "single" / "micro-200k" / "step48").state_dict()
         b = GPTNeoX.from_pretrained(tmp / "ddp" / "micro-200k" / "step48").state_dict()
         diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+        t_zero = zero_diff = None
+        if importlib.util.find_spec("deepspeed"):
+            zero = ["--nproc-per-node", "2", "--parallel", "deepspeed", "--zero-stage", "1"]
+            run(exe + ["train", *common, "--out", str(tmp / "warm"), "--steps", "1", *zero])  # compiles its extension once
+            t_zero = run(exe + ["train", *common, "--out", str(tmp / "zero"), *zero])
+            c = GPTNeoX.from_pretrained(tmp / "zero" / "micro-200k" / "step48").state_dict()
+            zero_diff = max(float((b[k] - c[k]).abs().max()) for k in b)
         print(f"training micro-200k, 48 steps of 16 x 128 tokens, {os.cpu_count()} CPUs")
         print(f"  one process (--micro-batch 8, {os.cpu_count()} threads): {t_single:7.1f} s")
         print(f"  DDP, 2 ranks x 1 thread (8 rows each):        {t_ddp:7.1f} s")
         print(f"  DDP / one process: {t_ddp / t_single:.2f}x the time for the same work "
               f"({'DDP slower: its overhead' if t_ddp > t_single else 'DDP not slower here'})")
         print(f"  final weights: max |difference| {diff:.2e} (thread counts differ, so not bit-identical here)")
+        if t_zero is None:
+            print("  DeepSpeed ZeRO: not installed (pythia-suite[deepspeed]), not measured")
+        else:
+            print(f"  DeepSpeed ZeRO-1, 2 ranks x 1 thread:          {t_zero:7.1f} s  ({t_zero / t_ddp:.2f}x DDP's time)")
+            print(f"  ZeRO-1 vs DDP final weights: max |difference| {zero_diff:.2e}")
 
         mem = ["memorization", "--manifest", str(tmp / "single"), "--data", str(tmp / "data"), "--sequences", "0:2048",
                "--quiet"]

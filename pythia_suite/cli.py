@@ -225,9 +225,11 @@ def cmd_train(args) -> int:
         raise UserError("--name, --transform, --word-map and --from-fraction go with --resume-from")
 
     if args.nproc_per_node is not None and "WORLD_SIZE" not in os.environ:
-        from .distributed import Ranks, launch
+        from .distributed import Ranks, check_engine, launch
 
-        Ranks(world=max(1, args.nproc_per_node)).check_batch(args.batch_size, args.micro_batch)  # before launching
+        # before launching: a rank's error would reach the user inside torchrun's report
+        Ranks(world=max(1, args.nproc_per_node)).check_batch(args.batch_size, args.micro_batch)
+        check_engine(args.parallel, args.zero_stage, args.zero_bucket)
         argv = list(args.argv)
         i = argv.index("--nproc-per-node") if "--nproc-per-node" in argv else None
         if i is not None:
@@ -240,7 +242,7 @@ def cmd_train(args) -> int:
         sizes=args.sizes, steps=args.steps, batch_size=args.batch_size, micro_batch=args.micro_batch,
         seed=args.seed, data_seed=args.data_seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
         vocab_size=args.vocab_size, device=args.device, suite=args.suite, parallel=args.parallel,
-        val_items=args.val_items,
+        zero_stage=args.zero_stage, zero_bucket=args.zero_bucket, val_items=args.val_items,
     )
     rank0 = os.environ.get("RANK", "0") == "0"
     manifest = train(args.data, args.out, settings, progress=not args.quiet,
@@ -274,8 +276,14 @@ def add_train(subparsers) -> None:
     p.add_argument("--suite", help="suite name (default: the --out folder's name)")
     p.add_argument("--nproc-per-node", type=int, help="data-parallel over N processes of this machine (launches "
                    "torchrun; each rank trains a contiguous slice of every batch; gloo on CPU, nccl on CUDA)")
-    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
-                   help="with several ranks: DDP (default) or FSDP2 (parameters sharded, gathered for checkpoints)")
+    p.add_argument("--parallel", choices=("ddp", "fsdp", "deepspeed"), default="ddp",
+                   help="with several ranks: DDP (default), FSDP2 (parameters sharded, gathered for checkpoints) or "
+                        "DeepSpeed ZeRO (optimizer state partitioned; the extra pythia-suite[deepspeed])")
+    p.add_argument("--zero-stage", type=int, default=1,
+                   help="--parallel deepspeed: ZeRO stage 1 (optimizer state partitioned, as Pythia trained) or 2 "
+                        "(gradients too); default 1")
+    p.add_argument("--zero-bucket", type=int, default=500_000_000, metavar="ELEMENTS",
+                   help="--parallel deepspeed: elements per gradient-reduce and all-gather bucket (default 5e8, Pythia's)")
     p.add_argument("--val-items", type=int,
                    help="held-out items right after the last trained step, never trained on; their loss at every "
                         "checkpoint goes to SUITE/<model>/val_log.parquet (default: one batch; 0: none)")

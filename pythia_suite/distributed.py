@@ -6,7 +6,9 @@
 Each rank takes a contiguous slice of ``order.batch(step)`` (GPT-NeoX's rule: rank r gets rows
 ``[r*B/W, (r+1)*B/W)``), DDP averages the gradients (or FSDP2, ``--parallel fsdp``, shards every
 block's parameters, gradients and optimizer state and gathers them whole for each checkpoint,
-matching DDP within float rounding), and rank 0 logs the *global* batch's
+matching DDP within float rounding; or DeepSpeed's ZeRO stage 1/2, ``--parallel deepspeed``, the
+engine GPT-NeoX trained Pythia with: optimizer state, and at stage 2 gradients, partitioned over
+ranks, gathered for each checkpoint), and rank 0 logs the *global* batch's
 fingerprint and writes every checkpoint, log and manifest, in the same format as a
 single-process run. With one micro-batch per rank, W-rank DDP computes exactly what one process
 computes with ``--micro-batch B/W``: each rank's gradient is that micro-batch's, and the
@@ -17,12 +19,16 @@ torchrun's environment (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK).
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import socket
 import subprocess
 import sys
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -94,27 +100,111 @@ def local_device(device: str, ranks: Ranks) -> str:
     return device
 
 
-PARALLEL = ("ddp", "fsdp")
+PARALLEL = ("ddp", "fsdp", "deepspeed")
+ZERO_STAGES = (1, 2)
+ZERO_BUCKET = 500_000_000  # elements per reduce / all-gather bucket: Pythia's GPT-NeoX configs
 
 
-def wrap(model: torch.nn.Module, ranks: Ranks, parallel: str = "ddp") -> torch.nn.Module:
-    """The module to run forward/backward through when distributed: DDP over `model` (same
-    parameters), or `model` itself with every block and the root sharded in place by FSDP2
-    (`fully_shard`: parameters become DTensors; build the optimizer afterwards)."""
+@dataclass(frozen=True)
+class Engine:
+    """How the ranks share the work (TrainSettings' parallel, zero_stage, zero_bucket; micro-batches per rank)."""
+
+    parallel: str = "ddp"
+    micro_batch: int = 1
+    accumulation: int = 1  # micro-batches per rank and step
+    grad_clip: float = 1.0
+    zero_stage: int = 1
+    zero_bucket: int = ZERO_BUCKET
+
+
+def check_engine(parallel: str, zero_stage: int, zero_bucket: int) -> None:
     if parallel not in PARALLEL:
         raise UserError(f"--parallel {parallel!r}: choose one of {', '.join(PARALLEL)}")
+    if parallel == "deepspeed" and zero_stage not in ZERO_STAGES:
+        raise UserError(f"--zero-stage {zero_stage}: choose 1 or 2 (stage 3 shards parameters: use --parallel fsdp)")
+    if parallel == "deepspeed" and zero_bucket < 1:
+        raise UserError(f"--zero-bucket {zero_bucket}: give a positive number of elements")
+    if parallel == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise UserError("--parallel deepspeed needs DeepSpeed: pip install --no-build-isolation "
+                        "'pythia-suite[deepspeed]' (after torch, which it must not replace)")
+
+
+def wrap(model: torch.nn.Module, ranks: Ranks, engine: Engine,
+         make_optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer]) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """(net, optimizer): the module to run forward/backward through, and the optimizer whose
+    param groups take the lr. Alone: `model` itself. DDP: a DDP over `model` (same parameters).
+    FSDP2: `model` with every block and the root sharded in place (`fully_shard`: parameters
+    become DTensors; the optimizer is built afterwards). DeepSpeed: its engine over `model` and
+    the optimizer (ZeRO partitions the optimizer's state; `model` keeps whole parameters)."""
+    check_engine(engine.parallel, engine.zero_stage, engine.zero_bucket)
     if not ranks.distributed:
-        return model
-    if parallel == "fsdp":
+        return model, make_optimizer(model)
+    if engine.parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         for layer in model.gpt_neox.layers:
             fully_shard(layer)
-        return fully_shard(model)
+        return fully_shard(model), make_optimizer(model)
+    if engine.parallel == "deepspeed":
+        opt = make_optimizer(model)
+        return deepspeed_engine(model, opt, engine), opt
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [model.embed_out.weight.device] if model.embed_out.weight.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)  # the model has no buffers to sync
+    return DistributedDataParallel(model, device_ids=ids), make_optimizer(model)  # the model has no buffers to sync
+
+
+def deepspeed_engine(model: torch.nn.Module, opt: torch.optim.Optimizer, engine: Engine):
+    """DeepSpeed's engine running ZeRO stage 1 or 2 over the process group torchrun started, with
+    our AdamW (on the flat partitions: the same elementwise update), fp32, clipping inside its step."""
+    on_cpu = model.embed_out.weight.device.type == "cpu"
+    os.environ.setdefault("DS_ACCELERATOR", "cpu" if on_cpu else "cuda")  # else it guesses from what is installed
+    import deepspeed  # check_engine has found it
+
+    deepspeed.utils.logger.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
+    config = {
+        "train_micro_batch_size_per_gpu": engine.micro_batch,
+        "gradient_accumulation_steps": engine.accumulation,
+        "gradient_clipping": engine.grad_clip,
+        "steps_per_print": 2**62,
+        "zero_optimization": {"stage": engine.zero_stage, "reduce_bucket_size": engine.zero_bucket,
+                              "allgather_bucket_size": engine.zero_bucket, "overlap_comm": not on_cpu,
+                              "reduce_scatter": True, "contiguous_gradients": True},
+    }
+    net, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config, dist_init_required=False)
+    return net
+
+
+def is_engine(net: torch.nn.Module) -> bool:
+    deepspeed = sys.modules.get("deepspeed")
+    return deepspeed is not None and isinstance(net, deepspeed.DeepSpeedEngine)
+
+
+def backward(net: torch.nn.Module, loss: torch.Tensor, last: bool) -> None:
+    """Backward of one micro-batch's (already scaled) loss; the gradients add up over a step's micro-batches."""
+    if not is_engine(net):
+        loss.backward()
+        return
+    net.backward(loss, scale_wrt_gas=False)
+    if not last:
+        net.step()  # DeepSpeed counts micro-batches in step(); it updates on a step's last one only
+
+
+def update(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimizer, max_norm: float,
+           check: Callable[[float], None]) -> float:
+    """Clip the gradients to `max_norm`, take the optimizer step, return the gradient norm before
+    clipping. `check(norm)` raises to stop a diverged run: before the update, or, where the engine
+    clips inside its step (DeepSpeed), right after it, before anything is saved from it."""
+    if is_engine(net):
+        net.step()
+        norm = float(full_tensor(torch.as_tensor(net.get_global_grad_norm())))
+        check(norm)
+        return norm
+    norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)).item()
+    check(norm)
+    opt.step()
+    return norm
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
@@ -134,9 +224,31 @@ def param_names(model: torch.nn.Module) -> list[str]:
     return [n for n, p in named if p.ndim >= 2] + [n for n, p in named if p.ndim < 2]
 
 
-def gather(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict[int, dict]]:
-    """The full (unsharded) weights and optimizer state of an FSDP2 model, on the CPU; a collective
-    (every rank calls it). Optimizer state is keyed by index, as a single process stores it."""
+def full_state(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict | None, dict[int, dict]]:
+    """(weights, optimizer state) whole, as a single process stores them: state keyed by the
+    optimizer's parameter index; weights only where `model` does not hold them whole (FSDP2),
+    else None. A collective where the state is partitioned (every rank calls it)."""
+    if is_sharded(model):
+        return _gather_fsdp(model, opt)
+    if is_engine(net):
+        return None, _gather_zero(net.optimizer, model)
+    return None, opt.state_dict()["state"]
+
+
+def load_state(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[int, dict]) -> None:
+    """Load index-keyed whole optimizer state (as a single process saves it) into `opt`, or into
+    this rank's part of it."""
+    if is_sharded(model):
+        _scatter_fsdp(model, opt, state)
+    elif is_engine(net):
+        _scatter_zero(net.optimizer, model, state)
+    else:
+        sd = opt.state_dict()
+        sd["state"] = state
+        opt.load_state_dict(sd)
+
+
+def _gather_fsdp(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict[int, dict]]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -147,8 +259,7 @@ def gather(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, di
     return weights, {i: state[n] for i, n in enumerate(param_names(model)) if n in state}
 
 
-def scatter_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[int, dict]) -> None:
-    """Load index-keyed full optimizer state (as saved by a single process) into FSDP2's shards."""
+def _scatter_fsdp(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[int, dict]) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict, set_optimizer_state_dict
 
     if not state:  # saved before the first step: nothing to load
@@ -158,6 +269,67 @@ def scatter_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, 
     names = param_names(model)
     template["state"] = {names[i]: v for i, v in state.items()}
     set_optimizer_state_dict(model, opt, template, options=options)
+
+
+# ZeRO stage 1/2 keeps, per param group, one flat buffer that every parameter of the group is a
+# view into, split into equal contiguous partitions, one per rank; each rank's optimizer holds
+# the state of its partition only. Positions come from the parameters' own storage offsets, and
+# the gathered fp32 master weights are checked against the parameters, so a layout other than
+# this one fails loudly rather than saving misplaced state.
+
+def _zero_groups(zopt, model: torch.nn.Module):
+    """Per group: (the flat buffer, this rank's partition of it (fp32 master), [(optimizer index,
+    offset in the flat buffer, parameter)])."""
+    index = {id(p): i for i, p in enumerate(_params_in_optimizer_order(model))}
+    for g, flat in enumerate(zopt.bit16_groups_flat):
+        members = [(index[id(p)], (p.data_ptr() - flat.data_ptr()) // flat.element_size(), p) for p in zopt.bit16_groups[g]]
+        yield flat, zopt.single_partition_of_fp32_groups[g], members
+
+
+def _layout_error() -> RuntimeError:
+    return RuntimeError("DeepSpeed's ZeRO partitions are not laid out as pythia_suite reads them; refusing to "
+                        "move optimizer state to the wrong parameters")
+
+
+def _gather_zero(zopt, model: torch.nn.Module) -> dict[int, dict]:
+    dist = torch.distributed
+    out: dict[int, dict] = {}
+    for _, part, members in _zero_groups(zopt, model):
+        st = zopt.optimizer.state.get(part)
+        if not st:  # before the first step (the same on every rank)
+            continue
+        whole = {}
+        for key in ("master", "exp_avg", "exp_avg_sq"):
+            pieces = [torch.empty_like(part) for _ in range(dist.get_world_size())]
+            dist.all_gather(pieces, (part.detach() if key == "master" else st[key]).contiguous())
+            whole[key] = torch.cat(pieces)
+        for i, off, p in members:
+            if not torch.equal(whole["master"][off : off + p.numel()].view_as(p), p.detach()):
+                raise _layout_error()
+            out[i] = {"step": st["step"].detach().clone()} | {
+                k: whole[k][off : off + p.numel()].view_as(p).clone() for k in ("exp_avg", "exp_avg_sq")}
+    return out
+
+
+def _scatter_zero(zopt, model: torch.nn.Module, state: dict[int, dict]) -> None:
+    if not state:
+        return
+    rank = torch.distributed.get_rank()
+    for flat, part, members in _zero_groups(zopt, model):
+        n = part.numel()
+        if n * torch.distributed.get_world_size() != flat.numel() or not torch.equal(part, flat[rank * n : (rank + 1) * n]):
+            raise _layout_error()
+        whole = {k: torch.zeros(flat.numel(), dtype=part.dtype, device=part.device) for k in ("exp_avg", "exp_avg_sq")}
+        for i, off, p in members:
+            for k in whole:
+                whole[k][off : off + p.numel()] = state[i][k].reshape(-1).to(part.device, part.dtype)
+        zopt.optimizer.state[part] = {"step": state[members[0][0]]["step"].clone()} | {
+            k: v[rank * n : (rank + 1) * n].clone() for k, v in whole.items()}
+
+
+def _params_in_optimizer_order(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    named = dict(model.named_parameters())
+    return [named[n] for n in param_names(model)]
 
 
 def no_sync(net: torch.nn.Module, last: bool):

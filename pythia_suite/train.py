@@ -49,8 +49,8 @@ from .checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
 from .data.order import TrainingOrder, batch_fingerprint
 from .data.sidecar import read_sidecar
 from .devices import resolve_device
-from .distributed import (Ranks, full_tensor, gather, is_sharded, local_device, no_sync, ranks_from_env,
-                          scatter_optimizer_state, wrap)
+from .distributed import (ZERO_BUCKET, Engine, Ranks, backward, full_state, load_state, local_device, no_sync,
+                          ranks_from_env, update, wrap)
 from .errors import UserError, settings_mismatch
 from .fileio import honour_umask, sha256_file
 from .hf_files import write_tokenizer_files
@@ -85,7 +85,9 @@ class TrainSettings:
     vocab_size: int | None = None  # default: the data sidecar's vocabulary
     device: str = "cpu"
     suite: str | None = None  # suite name; default: the output folder's name
-    parallel: str = "ddp"  # with several ranks: "ddp" or "fsdp" (FSDP2)
+    parallel: str = "ddp"  # with several ranks: "ddp", "fsdp" (FSDP2) or "deepspeed" (ZeRO)
+    zero_stage: int = 1  # --parallel deepspeed: ZeRO stage 1 (optimizer state partitioned; Pythia's) or 2 (+ gradients)
+    zero_bucket: int = ZERO_BUCKET  # --parallel deepspeed: elements per reduce / all-gather bucket
     val_items: int | None = None  # held-out items after the last step; None: one batch (if the data has them)
 
 
@@ -140,33 +142,26 @@ def save_checkpoint(folder: Path, model: GPTNeoX, opt_state: dict[int, dict], st
     return sha
 
 
-def load_trainer_state(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer) -> None:
+def load_trainer_state(folder: Path, net: torch.nn.Module, model: GPTNeoX, opt: torch.optim.Optimizer) -> None:
     tensors = load_file(folder / STATE_WEIGHTS)
     torch.set_rng_state(tensors.pop("rng_cpu"))
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         _, i, k = key.split(".", 2)
         state.setdefault(int(i), {})[k] = v
-    if is_sharded(model):
-        scatter_optimizer_state(model, opt, state)
-        return
-    sd = opt.state_dict()
-    sd["state"] = state
-    opt.load_state_dict(sd)
+    load_state(net, model, opt, state)
 
 
-def _save(folder: Path, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict, ranks: Ranks,
-          tokenizer: Path | None = None) -> str | None:
-    """Rank 0 writes the checkpoint; an FSDP2 model's shards are gathered whole first (all ranks)."""
-    if is_sharded(model):
-        weights, state = gather(model, opt)
-        if not ranks.is_main:
-            return None
+def _save(folder: Path, net: torch.nn.Module, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict,
+          ranks: Ranks, tokenizer: Path | None = None) -> str | None:
+    """Rank 0 writes the checkpoint; sharded weights or optimizer state are gathered whole first (all ranks)."""
+    weights, state = full_state(net, model, opt)
+    if not ranks.is_main:
+        return None
+    if weights is not None:
         model = GPTNeoX(model.config)
         model.load_state_dict(weights)
-    else:
-        state = opt.state_dict()["state"]
-    return save_checkpoint(folder, model, state, step, meta, tokenizer) if ranks.is_main else None
+    return save_checkpoint(folder, model, state, step, meta, tokenizer)
 
 
 def _resume_point(model_dir: Path, schedule: list[int]) -> int | None:
@@ -400,15 +395,20 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         _verify_resume_point(folder, (recorded or {}).get(start))
     if start is not None:
         model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())  # whole, before any sharding
-    net = wrap(model, ranks, s.parallel)  # what forward/backward run through; `model` holds the same parameters
-    opt = _optimizer(model, s, run.peak_lr)  # after sharding: FSDP2 parameters are DTensors
+    micro = ranks.check_batch(s.batch_size, s.micro_batch)
+    rows_of_rank = ranks.rows(s.batch_size)
+    local = rows_of_rank.stop - rows_of_rank.start
+    engine = Engine(s.parallel, micro, local // micro, s.grad_clip, s.zero_stage, s.zero_bucket)
+    # what forward/backward run through (`model` holds the same parameters), and the optimizer,
+    # built after sharding (FSDP2 parameters are DTensors)
+    net, opt = wrap(model, ranks, engine, lambda m: _optimizer(m, s, run.peak_lr))
     if start is not None and not own:
-        load_trainer_state(folder, model, opt)
+        load_trainer_state(folder, net, model, opt)
         rows, val_rows, run.checkpoints = [], [], []  # the steps before `start` and their checkpoints are the other model's
     elif start is None:
         start = 0
         rows: list[dict] = []
-        run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", model, opt, 0, state_meta, ranks,
+        run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", net, model, opt, 0, state_meta, ranks,
                                                                    run.tokenizer))]
         # held-out loss after the save (an FSDP2 forward leaves parameters the gather cannot read),
         # on every rank (that forward needs them all), written by rank 0
@@ -418,7 +418,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         on_checkpoint()
         ranks.barrier()
     else:
-        load_trainer_state(folder, model, opt)
+        load_trainer_state(folder, net, model, opt)
         per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # _write_log adds the keys
         rows = pd.read_parquet(log_path).query("step < @start")[per_step].to_dict("records") if log_path.exists() else []
         val_cols = ["step", "tokens_seen", "val_loss", "val_items"]
@@ -435,9 +435,6 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     model.train()
     bar = progress_bar(range(start, total), desc=run.name, unit="step", enabled=progress and ranks.is_main,
                        initial=start, total=total)
-    micro = ranks.check_batch(s.batch_size, s.micro_batch)
-    rows_of_rank = ranks.rows(s.batch_size)
-    local = rows_of_rank.stop - rows_of_rank.start
     t0 = time.perf_counter()
     for step in bar:
         batch = order.batch(step) if transform is None else transform(step, order.batch(step))
@@ -452,22 +449,24 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         loss_sum = 0.0
         for a in range(0, local, micro):
             x, y = tokens[a : a + micro, :-1], tokens[a : a + micro, 1:]
-            with no_sync(net, last=a + micro >= local):
+            last = a + micro >= local
+            with no_sync(net, last):
                 logits = net(x)  # (b, T, vocab)
                 loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-                # scaled to this rank's share; DDP's all-reduce then averages the W shares
-                (loss * (x.size(0) / local)).backward()
+                # scaled to this rank's share; the all-reduce then averages the W shares
+                backward(net, loss * (x.size(0) / local), last)
             loss_sum += loss.item() * x.size(0)
         loss_value = ranks.sum(loss_sum, device) / s.batch_size
-        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)).item()
-        # A non-finite gradient would poison the weights: stop before the update, so every saved
-        # checkpoint stays finite.
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            raise TrainingDiverged(
-                f"{run.name}: loss {loss_value}, gradient norm {grad_norm} at step {step}; the last good "
-                f"checkpoint is {model_dir / f'step{last_good}'} (try a lower --lr)"
-            )
-        opt.step()
+
+        def check(grad_norm: float) -> None:
+            # A non-finite gradient would poison the weights: stop before anything is saved from
+            # them, so every saved checkpoint stays finite.
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+                raise TrainingDiverged(
+                    f"{run.name}: loss {loss_value}, gradient norm {grad_norm} at step {step}; the last good "
+                    f"checkpoint is {model_dir / f'step{last_good}'} (try a lower --lr)")
+
+        grad_norm = update(net, model, opt, s.grad_clip, check)
         rows.append({"step": step, "tokens_seen": order.tokens_seen(step), "loss": loss_value, "lr": lr,
                      "grad_norm": grad_norm, "fingerprint": batch_fingerprint(batch)})
         bar.set_postfix(loss=f"{loss_value:.3f}")
@@ -476,7 +475,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
             # The log first: a kill between the two then loses no rows (resume drops rows >= its start).
             if ranks.is_main:
                 _write_log(rows, log_path, run, params, s, order)
-            sha = _save(model_dir / f"step{done}", model, opt, done, state_meta, ranks, run.tokenizer)
+            sha = _save(model_dir / f"step{done}", net, model, opt, done, state_meta, ranks, run.tokenizer)
             if validation.n_items:
                 val_rows.append(val_row(done))
                 if ranks.is_main:
@@ -536,10 +535,10 @@ def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
 
 
 def _what(value):
-    """Settings that decide what is computed: not how (device, micro-batch, DDP or FSDP; ranks are not recorded),
+    """Settings that decide what is computed: not how (device, micro-batch, DDP, FSDP or ZeRO; ranks are not recorded),
     so a run may resume on another device or world size."""
     if isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in ("device", "micro_batch", "parallel")}
+        return {k: v for k, v in value.items() if k not in ("device", "micro_batch", "parallel", "zero_stage", "zero_bucket")}
     return value
 
 

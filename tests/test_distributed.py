@@ -130,3 +130,72 @@ def test_fsdp2_matches_within_float_rounding_and_resumes(prefix, single, tmp_pat
     b = GPTNeoX.from_pretrained(single / "micro-50k" / "step4").state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-5
     assert torch.equal(a["embed_out.weight"].isfinite(), torch.ones_like(a["embed_out.weight"], dtype=torch.bool))
+
+
+def _max_weight_difference(a: Path, b: Path, step: int) -> float:
+    from pythia_suite.model import GPTNeoX
+
+    x = GPTNeoX.from_pretrained(a / "micro-50k" / f"step{step}").state_dict()
+    y = GPTNeoX.from_pretrained(b / "micro-50k" / f"step{step}").state_dict()
+    return max(float((x[k] - y[k]).abs().max()) for k in y)
+
+
+def _optimizer_state(suite: Path, step: int) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(suite / "micro-50k" / f"step{step}" / "trainer_state.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_zero_matches_within_float_rounding_and_resumes(prefix, single, tmp_path, stage):
+    """DeepSpeed ZeRO stage 1/2 (`--parallel deepspeed`, small buckets so the gradients travel in
+    several): checkpoints in the single-process format, weights and gathered optimizer state within
+    1e-5 of the single process, and resumable both ways (from a single-process checkpoint under
+    ZeRO, and from a ZeRO checkpoint in one process). Slow: DeepSpeed compiles its CPU
+    communication extension on first use."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (the extra pythia-suite[deepspeed])")
+    zero = ["--nproc-per-node", "2", "--parallel", "deepspeed", "--zero-stage", str(stage), "--zero-bucket", "2000"]
+    out = tmp_path / "zero"
+    proc = train_cli(prefix, out, *zero)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote") == 1
+    assert sorted(weight_hashes(out, "micro-50k")) == [0, 1, 2, 4]
+    for step in (0, 1, 2, 4):
+        assert _max_weight_difference(out, single, step) < 1e-5
+    got, ref = _optimizer_state(out, 4), _optimizer_state(single, 4)
+    assert got.keys() == ref.keys()  # every parameter's exp_avg, exp_avg_sq and step, keyed as one process keys them
+    assert max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref if k != "rng_cpu") < 1e-5
+    got_log, ref_log = log(out), log(single)
+    assert (got_log["fingerprint"] == ref_log["fingerprint"]).all()
+    assert (got_log["loss"] - ref_log["loss"]).abs().max() < 1e-5
+    assert (got_log["grad_norm"] - ref_log["grad_norm"]).abs().max() < 1e-4
+
+    for first, then in ((single, zero), (out, ["--micro-batch", str(BATCH // 2)])):
+        resumed = tmp_path / f"resumed-{first.name}"
+        shutil.copytree(first, resumed)
+        shutil.rmtree(resumed / "micro-50k" / "step4")
+        proc = train_cli(prefix, resumed, *then)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _max_weight_difference(resumed, single, 4) < 1e-5
+
+
+def test_cli_deepspeed_bad_input(prefix, tmp_path, capsys):
+    base = ["train", "--data", prefix, "--out", tmp_path / "out", "--sizes", "micro-50k", "--steps", "2", "--quiet",
+            "--nproc-per-node", "2", "--parallel", "deepspeed"]
+    rc, _, err = run_cli(capsys, *base, "--zero-stage", "3")
+    assert rc == 2 and "--zero-stage 3: choose 1 or 2" in one_error_line(err)
+    rc, _, err = run_cli(capsys, *base, "--zero-bucket", "0")
+    assert rc == 2 and "--zero-bucket 0: give a positive number" in one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_deepspeed_not_installed(prefix, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else find_spec(name, *a))
+    rc, _, err = run_cli(capsys, "train", "--data", prefix, "--out", tmp_path / "out", "--sizes", "micro-50k",
+                         "--steps", "2", "--quiet", "--nproc-per-node", "2", "--parallel", "deepspeed")
+    assert rc == 2 and "--parallel deepspeed needs DeepSpeed: pip install --no-build-isolation" in one_error_line(err)
+    assert not (tmp_path / "out").exists()
