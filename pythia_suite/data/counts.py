@@ -180,6 +180,18 @@ def digit_tables(tokenizer, vocab_size: int | None = None) -> DigitTables:
     return DigitTables(digit, space, length, value)
 
 
+LOOKUP_CHUNK = 1 << 16  # tokens per table lookup: numpy widens the ids to 64-bit indices first, kept in cache
+
+
+def _lookup(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`table[ids]`, in chunks whose 64-bit index temporaries stay in the CPU cache (half the time
+    of one lookup over millions of tokens)."""
+    out = np.empty(ids.shape, table.dtype)
+    for a in range(0, len(ids), LOOKUP_CHUNK):
+        np.take(table, ids[a : a + LOOKUP_CHUNK], out=out[a : a + LOOKUP_CHUNK])
+    return out
+
+
 def count_numbers(rows: np.ndarray, tables: DigitTables, terms: Sequence[str]) -> np.ndarray:
     """Counts (R, len(terms)) of the digit runs of each row of `rows` (R, L) that spell each number term.
 
@@ -189,7 +201,7 @@ def count_numbers(rows: np.ndarray, tables: DigitTables, terms: Sequence[str]) -
     if not len(terms):
         return np.zeros((R, 0), np.int64)
     flat = rows.reshape(-1)
-    pos = np.flatnonzero(np.take(tables.digit, flat))
+    pos = np.flatnonzero(_lookup(tables.digit, flat))
     if not len(pos):
         return np.zeros((R, len(terms)), np.int64)
     tok = flat[pos]
