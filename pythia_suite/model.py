@@ -296,6 +296,16 @@ class GPTNeoX(nn.Module):
         cache = past_key_values
         if cache is None and use_cache:
             cache = KVCache(self.config, B, self.config.max_position_embeddings)
+        x = self.hidden(input_ids, cache)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]  # (B, n, C): the output head is a large share of the work
+        logits = self.embed_out(x)  # (B, T or n, vocab)
+        return logits if cache is None else (logits, cache)
+
+    def hidden(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final hidden states (B, T, C), after the last layer norm: what the output head reads.
+        With a cache, input_ids continue the cached sequence, and the cache then holds them too."""
+        T = input_ids.size(1)
         start = cache.pos if cache is not None else 0
         if start + T > self.config.max_position_embeddings:
             raise ValueError(
@@ -307,13 +317,9 @@ class GPTNeoX(nn.Module):
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         for block in self.gpt_neox.layers:
             x = block(x, cos, sin, cache)
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:]  # (B, n, C): the output head is a large share of the work
-        logits = self.embed_out(self.gpt_neox.final_layer_norm(x))  # (B, T or n, vocab)
-        if cache is None:
-            return logits
-        cache.pos += T
-        return logits, cache
+        if cache is not None:
+            cache.pos += T
+        return self.gpt_neox.final_layer_norm(x)
 
     @torch.inference_mode()
     def greedy_generate(self, prompt: torch.Tensor, max_new_tokens: int, suppress: int | None = None) -> torch.Tensor:

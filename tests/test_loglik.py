@@ -114,3 +114,31 @@ def test_encode_pair_follows_the_harness(tok):
 
 def test_perplexity_is_exp_of_mean_negative_loglik():
     assert perplexity(np.array([-1.0, -3.0])) == pytest.approx(math.exp(2.0))
+
+
+@pytest.mark.parametrize("tile", [7, 64, 10_000])
+def test_token_logprobs_equal_the_full_softmax_and_argmax(monkeypatch, tile):
+    """The tiled head (running logsumexp, argmax from tile maxima) against log_softmax and argmax
+    over whole logits: targets that are the argmax, that are not, and exact ties (two equal rows
+    of the head: torch.argmax takes the first), with the vocabulary split into tiles of `tile`."""
+    import torch
+
+    from pythia_suite.eval import loglik
+
+    monkeypatch.setattr(loglik, "VOCAB_TILE", tile)
+    monkeypatch.setattr(loglik, "ROW_TILE", 5)
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(100, 16, generator=g)
+    weight[70] = weight[3]  # rows 3 and 70 always tie
+    hidden = torch.randn(40, 16, generator=g)
+    hidden[:10] = weight[3] * 4  # rows 0..9: the tied pair wins by far
+    logits = hidden @ weight.T
+    argmax = logits.argmax(-1)
+    targets = torch.randint(0, 100, (40,), generator=g)
+    targets[10:25] = argmax[10:25]  # greedy
+    targets[:5], targets[5:10] = 3, 70  # the first of a tie (greedy), the second (not greedy)
+    logp, greedy = loglik.token_logprobs(hidden, weight, targets)
+    expected = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
+    assert torch.allclose(logp, expected, atol=1e-5)
+    assert greedy.tolist() == (argmax == targets).tolist()
+    assert greedy[:5].all() and not greedy[5:10].any() and greedy[10:25].all()

@@ -16,8 +16,9 @@ Conventions (those of lm-evaluation-harness's ``HFLM``, which its ``lambada_open
   continuation position is the continuation token.
 
 What makes it fast without changing a number: sequences of a batch are right-padded (a causal
-model never looks at the padding after a token), the output head and the log-softmax run only at
-the continuation positions, and continuations that share a context (the two candidates of a
+model never looks at the padding after a token), the output head and the softmax run only at
+the continuation positions, in tiles of the vocabulary that stay in the CPU cache
+(`token_logprobs`: no positions x vocab tensor), and continuations that share a context (the two candidates of a
 WinoBias item) run the context once: its keys and values are computed for the group and copied
 to each candidate's row of a KV cache, and only the continuations run after it.
 """
@@ -74,22 +75,64 @@ def lambada_request(tokenizer, text: str, prefix_id: int) -> tuple[list[int], li
     return encode_pair(tokenizer, " ".join(words[:-1]), " " + words[-1], prefix_id)
 
 
-def _score_rows(logits: torch.Tensor, first: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of log-probs and greedy flags of (B,) rows: row b's targets[b, :lengths[b]] are read at
-    logits positions first[b] + j. logits (B, T, vocab); targets (B, M)."""
+VOCAB_TILE = 1024  # vocabulary columns per tile of the output head on a CPU
+ROW_TILE = 1024  # positions per tile
+
+
+def token_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) and whether the target is the argmax, for each row of `hidden` (N, C) under the
+    output head `weight` (vocab, C); float32 (N,) and bool (N,).
+
+    log p = logit(target) - logsumexp(logits), with the logsumexp kept running over tiles of the
+    vocabulary, so no (N, vocab) logits tensor is ever written: on a CPU each tile stays in the
+    cache, which halves the time of the head plus the softmax for whole sentences. The greedy flag
+    is torch.argmax's (the target is the first maximum), found from each tile's maximum alone (a
+    maximum with its index costs 15x more on a CPU)."""
+    vocab = weight.size(0)
+    tile = VOCAB_TILE if weight.device.type == "cpu" else vocab
+    starts = range(0, vocab, tile)
+    logp = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
+    greedy = torch.empty(len(targets), dtype=torch.bool, device=hidden.device)
+    for a in range(0, len(targets), ROW_TILE):
+        h, t = hidden[a : a + ROW_TILE], targets[a : a + ROW_TILE]
+        n = len(t)
+        home = t // tile  # the tile that holds each row's target
+        tile_max = torch.empty(n, len(starts), device=h.device)
+        target_logit = torch.empty(n, device=h.device)
+        tie_before = torch.zeros(n, dtype=torch.bool, device=h.device)  # the target's value earlier in its tile
+        best = torch.full((n,), -float("inf"), device=h.device)
+        total = torch.zeros(n, device=h.device)  # sum of exp(logit - best) so far
+        for k, v in enumerate(starts):
+            logits = (h @ weight[v : v + tile].T).float()
+            here = (home == k).nonzero().squeeze(1)
+            if len(here):
+                col = t[here] - v
+                value = logits[here, col]
+                target_logit[here] = value
+                left = torch.arange(logits.size(1), device=h.device)[None, :] < col[:, None]
+                tie_before[here] = ((logits[here] == value[:, None]) & left).any(1)
+            tile_max[:, k] = m = logits.amax(-1)
+            new_best = torch.maximum(best, m)
+            total = total * torch.exp(best - new_best) + logits.sub_(new_best[:, None]).exp_().sum(-1)
+            best = new_best
+        logp[a : a + ROW_TILE] = target_logit - (best + total.log())
+        earlier = torch.arange(len(starts), device=h.device)[None, :] < home[:, None]
+        below_before = (tile_max < target_logit[:, None]) | ~earlier  # every earlier tile's maximum is smaller
+        greedy[a : a + ROW_TILE] = (target_logit == best) & ~tie_before & below_before.all(1)
+    return logp, greedy
+
+
+def _score_hidden(model: GPTNeoX, hidden: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log-probs (float64) and greedy flags of (B,) rows: hidden[b, j] predicts targets[b, j],
+    for j < lengths[b]. hidden (B, M, C); targets (B, M)."""
     B, M = targets.shape
-    j = torch.arange(M, device=logits.device)
-    valid = j[None, :] < lengths[:, None]  # (B, M)
-    if M == logits.size(1) and bool((first == 0).all()):
-        picked = logits.float()  # every position is read (whole sentences): no copy
-    else:
-        pos = (first[:, None] + j[None, :]).clamp(max=logits.size(1) - 1)
-        picked = logits.gather(1, pos[:, :, None].expand(B, M, logits.size(-1))).float()  # (B, M, vocab)
-    # log p(target) = logit - logsumexp: no (B, M, vocab) log-softmax tensor is written
-    tok_logp = picked.gather(2, targets[:, :, None]).squeeze(2) - torch.logsumexp(picked, dim=-1)  # (B, M)
-    greedy = (picked.argmax(-1) == targets) | ~valid
-    return (tok_logp * valid).sum(1, dtype=torch.float64), greedy.all(1)
+    valid = torch.arange(M, device=hidden.device)[None, :] < lengths[:, None]
+    rows, cols = valid.nonzero(as_tuple=True)
+    logp, greedy = token_logprobs(hidden[rows, cols], model.embed_out.weight, targets[rows, cols])
+    total = torch.zeros(B, dtype=torch.float64, device=hidden.device).index_add_(0, rows, logp.double())
+    misses = torch.zeros(B, dtype=torch.long, device=hidden.device).index_add_(0, rows, (~greedy).long())
+    return total, misses == 0
 
 
 def _pad(rows: list[list[int]], device) -> torch.Tensor:
@@ -112,10 +155,12 @@ def _plain(model: GPTNeoX, reqs: list[tuple[list[int], list[int]]], max_len: int
         conts.append(cont)
     x = _pad(inputs, device)
     lo = min(firsts)
-    logits = model(x, logits_to_keep=x.size(1) - lo)  # (B, T - lo, vocab): the head only where it is read
-    first = torch.tensor(firsts, device=device) - lo
+    hidden = model.hidden(x)[:, lo:]  # (B, T - lo, C): the head runs only where it is read
+    conts_t = _pad(conts, device)
+    pos = (torch.tensor(firsts, device=device)[:, None] - lo + torch.arange(conts_t.size(1), device=device))
+    picked = hidden[torch.arange(len(reqs), device=device)[:, None], pos.clamp(max=hidden.size(1) - 1)]  # (B, M, C)
     lengths = torch.tensor([len(c) for c in conts], device=device)
-    return _score_rows(logits, first, _pad(conts, device), lengths)
+    return _score_hidden(model, picked, conts_t, lengths)
 
 
 @torch.inference_mode()
@@ -129,20 +174,19 @@ def _shared(model: GPTNeoX, contexts: list[list[int]], groups: list[list[list[in
     owner = torch.tensor([i for i, g in enumerate(groups) for _ in g], device=device)
     longest = max(len(c) for c in conts)
     ctx_cache = KVCache(model.config, B, Lc)
-    last, _ = model(torch.tensor(contexts, device=device), ctx_cache, logits_to_keep=1)  # (B, 1, vocab)
+    last = model.hidden(torch.tensor(contexts, device=device), ctx_cache)[:, -1:]  # (B, 1, C): predicts cont[0]
     lengths = torch.tensor([len(c) for c in conts], device=device)
     targets = _pad(conts, device)
     if longest == 1:
-        return _score_rows(last[owner], torch.zeros_like(lengths), targets, lengths)
+        return _score_hidden(model, last[owner], targets, lengths)
     cache = KVCache(model.config, len(conts), Lc + longest - 1)
     cache.k = ctx_cache.k.new_zeros(cache.shape)
     cache.v = ctx_cache.v.new_zeros(cache.shape)
     cache.k[:, :, :, :Lc] = ctx_cache.k[:, owner]  # (n_layer, rows, n_head, Lc, head_dim)
     cache.v[:, :, :, :Lc] = ctx_cache.v[:, owner]
     cache.pos = Lc
-    rest, _ = model(targets[:, : longest - 1], cache)  # (rows, longest-1, vocab): predicts cont[1:]
-    logits = torch.cat([last[owner], rest], dim=1)  # position j predicts cont[j]
-    return _score_rows(logits, torch.zeros_like(lengths), targets, lengths)
+    rest = model.hidden(targets[:, : longest - 1], cache)  # (rows, longest-1, C): predicts cont[1:]
+    return _score_hidden(model, torch.cat([last[owner], rest], dim=1), targets, lengths)
 
 
 def loglikelihood(model: GPTNeoX, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
