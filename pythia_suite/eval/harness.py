@@ -13,11 +13,13 @@ Hugging Face `generate` (attention masks, left padding, stopping criteria), read
 `.device`, `.tie_weights` and expects outputs with `.logits`; that is a transformers model, not
 this one. Three request types are all it takes here:
 
-- ``loglikelihood``: every request is scored on its own row of a right-padded batch (padding after
-  the last real token cannot change a causal model's earlier logits). There is no grouping of
-  requests, so the harness's one-token-continuation cache, which in lm-eval 0.4.x gathers the
-  wrong positions when two requests share ``context + continuation[:-1]`` but split it
-  differently, is never used. A continuation that tokenizes to nothing because one token spans
+- ``loglikelihood``: the suite's own batched scorer (`pythia_suite.eval.loglik.loglikelihood`):
+  right-padded rows (padding after the last real token cannot change a causal model's earlier
+  logits), continuations of one identical context run that context once, the output head only
+  where it is read. No logits are reused between requests that split a sequence differently,
+  so the harness's one-token-continuation cache, which in lm-eval 0.4.x gathers the wrong
+  positions when two requests share ``context + continuation[:-1]`` but split it differently,
+  is never used. A continuation that tokenizes to nothing because one token spans
   the context/continuation join (where the harness dies on an assertion) is encoded on its own.
 - ``loglikelihood_rolling``: the harness's own disjoint rolling windows, scored as above.
 - ``generate_until``: greedy decoding with the KV cache, requests of equal prompt length batched,
@@ -33,11 +35,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-import torch.nn.functional as F
 from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 
 from ..errors import UserError
+from .loglik import loglikelihood
 from ..hf_files import EOS_TOKEN
 
 
@@ -111,24 +113,13 @@ class SuiteLM(TemplateLM):
                     f"{self.label}: a request of {len(ctx)} context + {len(cont)} continuation tokens does not fit "
                     f"the model's context of {self.max_length} (starts {str(strings[0])[:40]!r}); "
                     "use fewer shots (--num-fewshot) or shorter items")
-        results: list[tuple[float, bool] | None] = [None] * len(requests)
-        # longest first, so a batch pads little
-        order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][1]) + len(requests[i][2])))
-        for a in range(0, len(order), self.batch_size):
-            rows = order[a : a + self.batch_size]
-            inputs = [(requests[i][1] + requests[i][2])[:-1] for i in rows]  # the last token is only predicted
-            width = max(len(x) for x in inputs)
-            batch = torch.zeros(len(rows), width, dtype=torch.long)
-            for r, x in enumerate(inputs):
-                batch[r, : len(x)] = torch.tensor(x)
-            logprobs = F.log_softmax(self.model(batch.to(self._device)).float(), dim=-1)  # (B, T, vocab)
-            for r, i in enumerate(rows):
-                cont = requests[i][2]
-                n = len(inputs[r])
-                lp = logprobs[r, n - len(cont) : n]  # (len(cont), vocab): positions that predict cont
-                target = torch.tensor(cont, device=lp.device)
-                greedy = bool((lp.argmax(dim=-1) == target).all())
-                results[i] = (float(lp.gather(1, target[:, None]).sum()), greedy)
+        # the suite's batched scorer (pythia_suite.eval.loglik): contexts shared by several
+        # continuations run once; an empty continuation scores 0 and is trivially greedy
+        scored = [i for i, (_, _, cont) in enumerate(requests) if cont]
+        res = loglikelihood(self.model, [(requests[i][1], requests[i][2]) for i in scored], batch_size=self.batch_size)
+        results = [(0.0, True)] * len(requests)
+        for k, i in enumerate(scored):
+            results[i] = (float(res.logprob[k]), bool(res.is_greedy[k]))
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = True) -> list[float]:
