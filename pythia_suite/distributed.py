@@ -117,14 +117,15 @@ class Engine:
     zero_bucket: int = ZERO_BUCKET
 
 
-def check_engine(parallel: str, zero_stage: int, zero_bucket: int) -> None:
+def check_engine(parallel: str, zero_stage: int, zero_bucket: int, installed: bool = True) -> None:
+    """Refuse settings no engine can run; with `installed`, also a DeepSpeed that is not there."""
     if parallel not in PARALLEL:
         raise UserError(f"--parallel {parallel!r}: choose one of {', '.join(PARALLEL)}")
     if parallel == "deepspeed" and zero_stage not in ZERO_STAGES:
         raise UserError(f"--zero-stage {zero_stage}: choose 1 or 2 (stage 3 shards parameters: use --parallel fsdp)")
     if parallel == "deepspeed" and zero_bucket < 1:
         raise UserError(f"--zero-bucket {zero_bucket}: give a positive number of elements")
-    if parallel == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+    if installed and parallel == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise UserError("--parallel deepspeed needs DeepSpeed: pip install --no-build-isolation "
                         "'pythia-suite[deepspeed]' (after torch, which it must not replace)")
 
@@ -136,7 +137,8 @@ def wrap(model: torch.nn.Module, ranks: Ranks, engine: Engine,
     FSDP2: `model` with every block and the root sharded in place (`fully_shard`: parameters
     become DTensors; the optimizer is built afterwards). DeepSpeed: its engine over `model` and
     the optimizer (ZeRO partitions the optimizer's state; `model` keeps whole parameters)."""
-    check_engine(engine.parallel, engine.zero_stage, engine.zero_bucket)
+    # alone, the engine is not used (e.g. an intervention continuing a ZeRO-trained parent in one process)
+    check_engine(engine.parallel, engine.zero_stage, engine.zero_bucket, installed=ranks.distributed)
     if not ranks.distributed:
         return model, make_optimizer(model)
     if engine.parallel == "fsdp":
@@ -339,7 +341,7 @@ def _params_in_optimizer_order(model: torch.nn.Module) -> list[torch.nn.Paramete
 
 def no_sync(net: torch.nn.Module, last: bool):
     """Skip the all-reduce on every micro-batch but a rank's last (gradients accumulate locally first)."""
-    if last or not hasattr(net, "no_sync"):
+    if last or not hasattr(net, "no_sync") or is_engine(net):  # DeepSpeed accumulates in its own step
         return nullcontext()
     return net.no_sync()
 
