@@ -8,7 +8,7 @@ OUT    ?= demo_output
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo notebooks test test-all bench clean
+.PHONY: demo notebooks test test-all deepspeed bench clean
 
 demo: $(STAMP)
 	$(BIN)/pythia-suite demo --out $(OUT)
@@ -20,6 +20,11 @@ notebooks: $(STAMP)
 # pytest exits 5 when no test was collected; that is not a failure of the suite.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+
+# DeepSpeed for `train --parallel deepspeed` (optional): its build imports the installed torch,
+# which it must not replace, hence no build isolation
+deepspeed: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[deepspeed]'
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
