@@ -253,6 +253,7 @@ def cmd_train(args) -> int:
 
 
 def add_train(subparsers) -> None:
+    from .distributed import ZERO_BUCKET
     from .sizes import MICRO_SIZES, PYTHIA_SIZES
 
     p = _sub(subparsers, "train", "train several model sizes on one training order, with checkpoints",
@@ -282,7 +283,7 @@ def add_train(subparsers) -> None:
     p.add_argument("--zero-stage", type=int, default=1,
                    help="--parallel deepspeed: ZeRO stage 1 (optimizer state partitioned, as Pythia trained) or 2 "
                         "(gradients too); default 1")
-    p.add_argument("--zero-bucket", type=int, default=500_000_000, metavar="ELEMENTS",
+    p.add_argument("--zero-bucket", type=int, default=ZERO_BUCKET, metavar="ELEMENTS",
                    help="--parallel deepspeed: elements per gradient-reduce and all-gather bucket (default 5e8, Pythia's)")
     p.add_argument("--val-items", type=int,
                    help="held-out items right after the last trained step, never trained on; their loss at every "

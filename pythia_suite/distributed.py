@@ -205,7 +205,7 @@ def update(net: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimi
     clips inside its step (DeepSpeed), right after it, before anything is saved from it."""
     if is_engine(net):
         net.step()
-        norm = float(full_tensor(torch.as_tensor(net.get_global_grad_norm())))
+        norm = float(net.get_global_grad_norm())
         check(norm)
         return norm
     norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)).item()

@@ -39,8 +39,8 @@ from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 
 from ..errors import UserError
-from .loglik import loglikelihood
 from ..hf_files import EOS_TOKEN
+from .loglik import loglikelihood
 
 
 class SuiteLM(TemplateLM):
