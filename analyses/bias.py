@@ -333,7 +333,7 @@ def analyse(suite: Suite, tok, out: str | Path, config: dict | None = None, tabl
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import analysis_parser
+    from pythia_suite.cli.common import analysis_parser
 
     p = analysis_parser("bias", __doc__, "pythia-suite bias --manifest suite --crows-pairs crows_pairs_anonymized.csv "
                         "--lambada lambada_test.jsonl --out results/bias.parquet", data=False,
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.micropile import load_ground_truth
-    from pythia_suite.cli import require_parquet
+    from pythia_suite.cli.common import require_parquet
 
     args = build_parser().parse_args(argv)
     require_parquet(args.out)

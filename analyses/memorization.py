@@ -5,7 +5,7 @@
 
 For training sequences (a range, a seeded sample, or all) and every model x checkpoint of a suite:
 prompt = the first 32 tokens, greedy continuation of 32, `matched` = positions equal to the truth
-(`pythia_suite.continuation`). As in Pythia's script (``generate(..., min_length=64)``), the
+(`pythia_suite.eval.continuation`). As in Pythia's script (``generate(..., min_length=64)``), the
 end-of-text token is never generated; ``--allow-eos`` scores plain argmax instead. The choice is
 recorded in the tables' metadata and the zarr attributes, and a store refuses the other one. Per-sequence results go to a zarr group beside the summary
 (``SUMMARY.zarr``: arrays ``matched`` and ``prefix``, uint8, shape (model, step, sequence),
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pythia_suite.checkpoints import Suite
-from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
+from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
 from pythia_suite.data import TrainingOrder
 from pythia_suite.errors import UserError
 
@@ -443,7 +443,7 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import add_cluster_options, analysis_parser
+    from pythia_suite.cli.common import add_cluster_options, analysis_parser
 
     p = analysis_parser("memorization", __doc__, "pythia-suite memorization --manifest suite/checkpoints_manifest.json "
                         "--data data/corpus --sample 4096 --out results/memorization.parquet")
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pythia_suite.cli import require_parquet
+    from pythia_suite.cli.common import require_parquet
 
     args = build_parser().parse_args(argv)
     require_parquet(args.out, args.per_sequence)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analyses.memorization import analyse, choose_sequences, write_figures
 from pythia_suite.checkpoints import Suite
-from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
+from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
 from pythia_suite.data import TrainingOrder
 from pythia_suite.errors import UserError
 

@@ -240,7 +240,7 @@ def run(suite, data: str | os.PathLike, out: str | os.PathLike, models: Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pythia_suite.cli import analysis_parser
+    from pythia_suite.cli.common import analysis_parser
     from pythia_suite.data.counts import DEFINITIONS
 
     p = analysis_parser("term-frequency", __doc__, "pythia-suite term-frequency --manifest suite --data data/corpus "
@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.checkpoints import Suite
-    from pythia_suite.cli import require_parquet
+    from pythia_suite.cli.common import require_parquet
 
     args = build_parser().parse_args(argv)
     require_parquet(args.out)

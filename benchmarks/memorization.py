@@ -1,4 +1,4 @@
-"""Memorization scoring speed: `pythia_suite.continuation.score_sequences` against transformers' `generate`.
+"""Memorization scoring speed: `pythia_suite.eval.continuation.score_sequences` against transformers' `generate`.
 
     .venv/bin/python benchmarks/memorization.py                        # CPU: micro-1m, vocab 2048, 1024 sequences
     .venv/bin/python benchmarks/memorization.py --n 2048 --memorized 0.1 --partial 0.6
@@ -48,7 +48,7 @@ import time
 import numpy as np
 import torch
 
-from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences, teacher_forced
+from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences, teacher_forced
 from pythia_suite.model import GPTNeoX
 from pythia_suite.sizes import config_for
 

@@ -248,7 +248,7 @@ class Suite:
         """The suite's name for `model`, accepting the same forms everywhere: ``70m``,
         ``pythia-70m`` and ``EleutherAI/pythia-70m`` name the same model when the suite has one
         of them. Unknown names raise with near matches."""
-        from .sizes import name_forms
+        from .sizes import did_you_mean, name_forms  # the size table imports torch; a listing need not
 
         if model in self._models:
             return model
@@ -443,20 +443,6 @@ class Suite:
         return (f"Suite({self.name!r}, {len(names)} models [{shown}], {span}, batch_size={self.batch_size}, "
                 f"seq_len={self.seq_len}{data})")
 
-
-def did_you_mean(name: str, known) -> str:
-    """" (did you mean X?)" naming the known names closest to `name`, or "". A name that differs
-    only in case or in its pythia-/EleutherAI/ form is the one suggestion."""
-    import difflib
-
-    from .sizes import name_forms
-
-    known = list(known)
-    lower = {k.lower(): k for k in known}
-    forms = {f.lower() for f in name_forms(name)}
-    same = [k for k in known if {f.lower() for f in name_forms(k)} & forms]
-    close = same[:1] or [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 def check_weights_sha256(ck: Checkpoint) -> None:
     """Refuse a local checkpoint whose weights file does not hash to the manifest's sha256."""

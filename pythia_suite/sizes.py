@@ -78,8 +78,6 @@ def get_size(name: str) -> ModelSize:
     """Look up a size by table name or alias (`70m`, `pythia-70m`, `EleutherAI/pythia-70m-deduped`)."""
     key = ALIASES.get(name, name)
     if key not in SIZES:
-        from .checkpoints import did_you_mean
-
         raise UserError(f"unknown model size {name!r}{did_you_mean(name, [*SIZES, *ALIASES])}; "
                         f"known: {', '.join(SIZES)} (Pythia sizes also as pythia-70m, ...)")
     return SIZES[key]
@@ -90,6 +88,19 @@ def name_forms(name: str) -> set[str]:
     one name; ``-deduped`` stays part of it (another model)."""
     base = name.removeprefix("EleutherAI/").removeprefix("pythia-")
     return {base, f"pythia-{base}", f"EleutherAI/pythia-{base}"}
+
+
+def did_you_mean(name: str, known) -> str:
+    """" (did you mean X?)" naming the known names closest to `name`, or "". A name that differs
+    only in case or in its pythia-/EleutherAI/ form is the one suggestion."""
+    import difflib
+
+    known = list(known)
+    lower = {k.lower(): k for k in known}
+    forms = {f.lower() for f in name_forms(name)}
+    same = [k for k in known if {f.lower() for f in name_forms(k)} & forms]
+    close = same[:1] or [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def config_for(

@@ -1,4 +1,4 @@
-"""Greedy-continuation scoring (`pythia_suite.continuation`) against transformers' `generate`.
+"""Greedy-continuation scoring (`pythia_suite.eval.continuation`) against transformers' `generate`.
 
     .venv/bin/python -m pytest tests/test_continuation.py -q
 
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from pythia_suite.continuation import CONTINUATION_LEN, PROMPT_LEN, Scores, score_batch, score_sequences
+from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, Scores, score_batch, score_sequences
 from pythia_suite.model import GPTNeoX, GPTNeoXConfig, KVCache
 from conftest import random_model, tiny_config
 

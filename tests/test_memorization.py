@@ -20,7 +20,7 @@ import pytest
 import analyses.memorization as mem
 from _train_helpers import build_data, make_corpus, one_error_line, run_cli, run_train
 from pythia_suite.checkpoints import Suite
-from pythia_suite.continuation import score_sequences
+from pythia_suite.eval.continuation import score_sequences
 from pythia_suite.data import TrainingOrder, build
 from pythia_suite.errors import UserError
 from pythia_suite.tables import columns, read_table_meta

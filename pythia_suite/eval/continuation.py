@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import GPTNeoX, KVCache
+from ..model import GPTNeoX, KVCache
 
 PROMPT_LEN = 32
 CONTINUATION_LEN = 32
