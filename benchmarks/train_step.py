@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from pythia_suite.model import GPTNeoX
 from pythia_suite.sizes import MICRO_SIZES, config_for, total_params
-from pythia_suite.train import TrainSettings, _optimizer
+from pythia_suite.train import TrainSettings, optimizer_for
 
 
 def hf_twin(ours: GPTNeoX):
@@ -85,7 +85,7 @@ def bench(size: str, args, device: torch.device) -> dict:
     theirs = hf_twin(ours).to(device).train()
     settings = TrainSettings(sizes=[size])
     peak_lr = 1e-4  # small, so that hundreds of repeats stay finite; the lr does not change the cost
-    opt_ours, opt_theirs = _optimizer(ours, settings, peak_lr), _optimizer(theirs, settings, peak_lr)
+    opt_ours, opt_theirs = optimizer_for(ours, settings, peak_lr), optimizer_for(theirs, settings, peak_lr)
     g = torch.Generator().manual_seed(1)
     batch = torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), generator=g).to(device)
     x, y = batch[:, :-1], batch[:, 1:]

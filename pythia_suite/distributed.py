@@ -226,7 +226,7 @@ def full_tensor(x: torch.Tensor) -> torch.Tensor:
 
 
 def param_names(model: torch.nn.Module) -> list[str]:
-    """Parameter names in the optimizer's index order (matrices first, then the rest: `train._optimizer`)."""
+    """Parameter names in the optimizer's index order (matrices first, then the rest: `train.optimizer_for`)."""
     named = list(model.named_parameters())
     return [n for n, p in named if p.ndim >= 2] + [n for n, p in named if p.ndim < 2]
 

@@ -36,7 +36,7 @@ from .data.transforms import TokenMap, load_word_map
 from .errors import UserError
 from .fileio import sha256_file
 from .model import GPTNeoXConfig
-from .train import MANIFEST, STATE_JSON, STATE_WEIGHTS, TrainSettings, _Run, train_model
+from .train import MANIFEST, STATE_JSON, STATE_WEIGHTS, Run, TrainSettings, train_model
 
 TRANSFORMS = ("pronoun-swap", "word-map")
 SNAP = 0.01  # a checkpoint within this share of the steps counts as the fraction's start
@@ -165,7 +165,7 @@ def run_intervention(resume_from: str, name: str, transform: str = "pronoun-swap
     s = _settings(state, name, device)
     order = TrainingOrder(prefix, batch_size=s.batch_size, seed=s.data_seed)
     config = GPTNeoXConfig.from_dict(info["config"])
-    run = _Run(name, config, info.get("peak_lr") or state["settings"].get("lr") or _peak_lr(parent))
+    run = Run(name, config, info.get("peak_lr") or state["settings"].get("lr") or _peak_lr(parent))
     schedule = sorted(set(checkpoint_steps(total, s.checkpoint_every)) | {start})
     shared = [c for c in info["checkpoints"] if c["step"] <= resume]
     manifest_path = suite.root / MANIFEST

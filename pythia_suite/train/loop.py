@@ -32,190 +32,30 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
-from .data.order import TrainingOrder, batch_fingerprint
-from .data.sidecar import read_sidecar
-from .devices import resolve_device
-from .distributed import (ZERO_BUCKET, Engine, Ranks, backward, full_state, load_state, local_device, no_sync,
-                          ranks_from_env, update, wrap)
-from .errors import UserError, settings_mismatch
-from .fileio import honour_umask, sha256_file
-from .hf_files import write_tokenizer_files
-from .model import GPTNeoX
-from .sizes import config_for, get_size, non_embedding_params, total_params
-from .tables import write_table
+from .. import __version__
+from ..checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
+from ..data.order import TrainingOrder, batch_fingerprint
+from ..data.sidecar import read_sidecar
+from ..devices import resolve_device
+from ..distributed import Engine, Ranks, backward, local_device, no_sync, ranks_from_env, update, wrap
+from ..errors import UserError
+from ..model import GPTNeoX
+from ..sizes import config_for, get_size, non_embedding_params, total_params
+from .logs import ModelSummary, write_log, write_val_log
+from .settings import Run, TrainingDiverged, TrainSettings, Validation, lr_at, optimizer_for, pad_vocab
+from .state import check_settings, load_trainer_state, recorded_sha, resume_point, save_gathered, verify_resume_point
 
-STATE_WEIGHTS = "trainer_state.safetensors"
-STATE_JSON = "trainer_state.json"
 MANIFEST = "checkpoints_manifest.json"
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainSettings:
-    sizes: list[str]
-    steps: int | None = None  # optimizer steps; default: every full batch of the data
-    batch_size: int = 1024
-    micro_batch: int | None = None  # sequences per forward pass (gradient accumulation); default: all
-    seed: int = 1234  # initialization
-    data_seed: int | None = None  # reorders the data (TrainingOrder seed); None: the file's order
-    checkpoint_every: int = 1000
-    lr: float | None = None  # overrides the size table's peak lr
-    warmup_frac: float = 0.01
-    min_lr_frac: float = 0.1
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    vocab_size: int | None = None  # default: the data sidecar's vocabulary
-    device: str = "cpu"
-    suite: str | None = None  # suite name; default: the output folder's name
-    parallel: str = "ddp"  # with several ranks: "ddp", "fsdp" (FSDP2) or "deepspeed" (ZeRO)
-    zero_stage: int = 1  # --parallel deepspeed: ZeRO stage 1 (optimizer state partitioned; Pythia's) or 2 (+ gradients)
-    zero_bucket: int = ZERO_BUCKET  # --parallel deepspeed: elements per reduce / all-gather bucket
-    val_items: int | None = None  # held-out items after the last step; None: one batch (if the data has them)
-
-
-def lr_at(step: int, total: int, peak: float, warmup_frac: float, min_frac: float) -> float:
-    """Linear warmup over ceil(warmup_frac*total) steps, then cosine from peak to min_frac*peak,
-    reached exactly at the last step (total - 1)."""
-    warmup = max(1, math.ceil(warmup_frac * total))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - 1 - warmup)
-    return peak * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def _optimizer(model: torch.nn.Module, s: TrainSettings, peak: float) -> torch.optim.AdamW:
-    # GPT-NeoX decays weight matrices only: no decay on biases or LayerNorm parameters.
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=peak, betas=s.betas, eps=1e-8, foreach=False,
-    )
-
-
-# ---- checkpoint files -------------------------------------------------------------------------
-
-
-def save_checkpoint(folder: Path, model: GPTNeoX, opt_state: dict[int, dict], step: int, meta: dict,
-                    tokenizer: Path | None = None) -> str:
-    """Write weights (HF format), the tokenizer files (if `tokenizer`, a tokenizer.json, is given)
-    and trainer state to `folder` atomically; return the weights' sha256.
-
-    trainer_state.json records the sha256 of both tensor files, hashed before the folder is in
-    place, so a later resume can tell a damaged file from the one that was written."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    if tokenizer is not None:  # so the folder loads in transformers and lm-eval by its path alone
-        write_tokenizer_files(tmp, tokenizer, model.config.max_position_embeddings)
-    tensors = {"rng_cpu": torch.get_rng_state()}
-    for i, state in opt_state.items():
-        for k, v in state.items():
-            tensors[f"opt.{i}.{k}"] = v.detach().cpu().contiguous() if torch.is_tensor(v) else torch.tensor(v)
-    save_file(tensors, tmp / STATE_WEIGHTS, metadata={"format": "pt"})
-    honour_umask(tmp / STATE_WEIGHTS)
-    sha = sha256_file(tmp / WEIGHTS)
-    record = {**meta, "step": step, "weights_sha256": sha, "state_sha256": sha256_file(tmp / STATE_WEIGHTS)}
-    (tmp / STATE_JSON).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return sha
-
-
-def load_trainer_state(folder: Path, net: torch.nn.Module, model: GPTNeoX, opt: torch.optim.Optimizer) -> None:
-    tensors = load_file(folder / STATE_WEIGHTS)
-    torch.set_rng_state(tensors.pop("rng_cpu"))
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        _, i, k = key.split(".", 2)
-        state.setdefault(int(i), {})[k] = v
-    load_state(net, model, opt, state)
-
-
-def _save(folder: Path, net: torch.nn.Module, model: GPTNeoX, opt: torch.optim.Optimizer, step: int, meta: dict,
-          ranks: Ranks, tokenizer: Path | None = None) -> str | None:
-    """Rank 0 writes the checkpoint; sharded weights or optimizer state are gathered whole first (all ranks)."""
-    weights, state = full_state(net, model, opt)
-    if not ranks.is_main:
-        return None
-    if weights is not None:
-        model = GPTNeoX(model.config)
-        model.load_state_dict(weights)
-    return save_checkpoint(folder, model, state, step, meta, tokenizer)
-
-
-def _resume_point(model_dir: Path, schedule: list[int]) -> int | None:
-    """Newest scheduled step whose folder has complete trainer state."""
-    for step in reversed(schedule):
-        folder = model_dir / f"step{step}"
-        if (folder / STATE_JSON).is_file() and (folder / WEIGHTS).is_file() and (folder / STATE_WEIGHTS).is_file():
-            return step
-    return None
-
-
-# ---- the loop ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    """What one size's run needs to know, shared by `train_model` and the manifest."""
-
-    name: str
-    config: object
-    peak_lr: float
-    checkpoints: list[dict] = field(default_factory=list)
-    tokenizer: Path | None = None  # the data's tokenizer.json, copied into every checkpoint folder
-
-
-@dataclass(frozen=True)
-class Validation:
-    """Held-out items [first, first + n_items) of the order, never trained on."""
-
-    first: int
-    n_items: int
-
-
-@dataclass
-class ModelSummary:
-    """How one size's run ended (the line `train` prints per model)."""
-
-    model: str
-    steps: int
-    final_loss: float  # mean training loss of the last `window` steps
-    window: int
-    val_loss: float | None  # at the last checkpoint, on the held-out items
-    val_items: int
-    seconds: float  # wall time of this invocation (0 when everything was already trained)
-    steps_run: int  # steps this invocation trained
-    tokens_per_s: float
-
-    def line(self) -> str:
-        val = (f"validation loss {self.val_loss:.3f} ({self.val_items} held-out items)"
-               if self.val_loss is not None else "no validation items")
-        speed = (f"{self.seconds:.0f} s for {self.steps_run} steps, {self.tokens_per_s:,.0f} tokens/s"
-                 if self.steps_run else "already trained (nothing to do)")
-        return (f"{self.model}: {self.steps} steps, final loss {self.final_loss:.3f} (mean of the last "
-                f"{self.window} steps), {val}; {speed}")
 
 
 def _validation(order: TrainingOrder, total: int, requested: int | None) -> Validation:
@@ -270,8 +110,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
     runs = []
     tokenizer_file = _data_tokenizer(data, meta)
     for name in s.sizes:
-        config = config_for(name, vocab_size=_pad_vocab(vocab), max_position_embeddings=order.seq_len)
-        runs.append(_Run(name, config, s.lr if s.lr is not None else get_size(name).learning_rate,
+        config = config_for(name, vocab_size=pad_vocab(vocab), max_position_embeddings=order.seq_len)
+        runs.append(Run(name, config, s.lr if s.lr is not None else get_size(name).learning_rate,
                          tokenizer=tokenizer_file))
     data_info = {
         "prefix": os.path.relpath(Path(data).resolve(), out.resolve()),
@@ -332,11 +172,6 @@ def _earlier_models(manifest: Path, data_info: dict, sizes: list[str]) -> tuple[
     return [m for m in old.get("models", []) if m["name"] not in sizes], recorded
 
 
-def _pad_vocab(vocab: int, multiple: int = 128) -> int:
-    """Embedding rows padded to a multiple of 128, as GPT-NeoX pads 50277 to 50304."""
-    return -(-vocab // multiple) * multiple
-
-
 def _val_loss(model: GPTNeoX, order: TrainingOrder, validation: Validation, micro: int) -> float | None:
     """Mean next-token loss of the held-out items (nats/token); the model is left in training mode."""
     if not validation.n_items:
@@ -349,7 +184,7 @@ def _val_loss(model: GPTNeoX, order: TrainingOrder, validation: Validation, micr
         model.train()
 
 
-def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule: list[int],
+def train_model(order: TrainingOrder, out: Path, run: Run, total: int, schedule: list[int],
                 s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None,
                 recorded: dict[int, str] | None = None, ranks: Ranks = Ranks(), device: str | None = None,
                 transform=None, start_from: tuple[int, Path, str | None] | None = None,
@@ -363,7 +198,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     and a resume refuses a folder whose trainer state records another one. `validation`: the
     held-out items whose loss is logged at every checkpoint (none by default).
     """
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     validation = validation or Validation(total * order.batch_size, 0)
 
@@ -379,20 +214,20 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     val_path = model_dir / "val_log.parquet"
     state_meta = {"model": run.name, "settings": asdict(s) | {"sizes": [run.name]}, "total_steps": total,
                   "data_sha256": data_sha, "pythia_suite_version": __version__} | (extra_meta or {})
-    _check_settings(model_dir, schedule, state_meta)
+    check_settings(model_dir, schedule, state_meta)
 
     val_micro = s.micro_batch or s.batch_size  # rows per forward pass of the held-out loss
     val_row = lambda step: {"step": step, "tokens_seen": order.tokens_seen(step),  # noqa: E731
                             "val_loss": _val_loss(model, order, validation, val_micro), "val_items": validation.n_items}
-    start = _resume_point(model_dir, schedule)
+    start = resume_point(model_dir, schedule)
     ranks.barrier()  # every rank has chosen where to start before rank 0 writes step0
     own = start is not None  # False: starting from another model's checkpoint (an intervention)
     if start is None and start_from is not None:
         start, folder, sha = start_from
-        _verify_resume_point(folder, sha)
+        verify_resume_point(folder, sha)
     elif start is not None:
         folder = model_dir / f"step{start}"
-        _verify_resume_point(folder, (recorded or {}).get(start))
+        verify_resume_point(folder, (recorded or {}).get(start))
     if start is not None:
         model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())  # whole, before any sharding
     micro = ranks.check_batch(s.batch_size, s.micro_batch)
@@ -401,25 +236,25 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
     engine = Engine(s.parallel, micro, local // micro, s.grad_clip, s.zero_stage, s.zero_bucket)
     # what forward/backward run through (`model` holds the same parameters), and the optimizer,
     # built after sharding (FSDP2 parameters are DTensors)
-    net, opt = wrap(model, ranks, engine, lambda m: _optimizer(m, s, run.peak_lr))
+    net, opt = wrap(model, ranks, engine, lambda m: optimizer_for(m, s, run.peak_lr))
     if start is not None and not own:
         load_trainer_state(folder, net, model, opt)
         rows, val_rows, run.checkpoints = [], [], []  # the steps before `start` and their checkpoints are the other model's
     elif start is None:
         start = 0
         rows: list[dict] = []
-        run.checkpoints = [_record(order, run, model_dir, 0, _save(model_dir / "step0", net, model, opt, 0, state_meta, ranks,
+        run.checkpoints = [_record(order, run, model_dir, 0, save_gathered(model_dir / "step0", net, model, opt, 0, state_meta, ranks,
                                                                    run.tokenizer))]
         # held-out loss after the save (an FSDP2 forward leaves parameters the gather cannot read),
         # on every rank (that forward needs them all), written by rank 0
         val_rows = [val_row(0)] if validation.n_items else []
         if val_rows and ranks.is_main:
-            _write_val_log(val_rows, val_path, run, s)
+            write_val_log(val_rows, val_path, run, s)
         on_checkpoint()
         ranks.barrier()
     else:
         load_trainer_state(folder, net, model, opt)
-        per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # _write_log adds the keys
+        per_step = ["step", "tokens_seen", "loss", "lr", "grad_norm", "fingerprint"]  # write_log adds the keys
         rows = pd.read_parquet(log_path).query("step < @start")[per_step].to_dict("records") if log_path.exists() else []
         val_cols = ["step", "tokens_seen", "val_loss", "val_items"]
         val_rows = (pd.read_parquet(val_path).query("step <= @start")[val_cols].to_dict("records")
@@ -427,7 +262,7 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         if validation.n_items and not any(r["step"] == start for r in val_rows):  # killed before its val row
             val_rows.append(val_row(start))
         run.checkpoints = [
-            _record(order, run, model_dir, st, _recorded_sha(model_dir / f"step{st}", (recorded or {}).get(st)))
+            _record(order, run, model_dir, st, recorded_sha(model_dir / f"step{st}", (recorded or {}).get(st)))
             for st in schedule if st <= start and (model_dir / f"step{st}" / WEIGHTS).is_file()
         ]
     params = total_params(run.config)
@@ -474,12 +309,12 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         if done in schedule:
             # The log first: a kill between the two then loses no rows (resume drops rows >= its start).
             if ranks.is_main:
-                _write_log(rows, log_path, run, params, s, order)
-            sha = _save(model_dir / f"step{done}", net, model, opt, done, state_meta, ranks, run.tokenizer)
+                write_log(rows, log_path, run, params, s, order)
+            sha = save_gathered(model_dir / f"step{done}", net, model, opt, done, state_meta, ranks, run.tokenizer)
             if validation.n_items:
                 val_rows.append(val_row(done))
                 if ranks.is_main:
-                    _write_val_log(val_rows, val_path, run, s)
+                    write_val_log(val_rows, val_path, run, s)
             run.checkpoints.append(_record(order, run, model_dir, done, sha))
             last_good = done
             on_checkpoint()
@@ -494,76 +329,12 @@ def train_model(order: TrainingOrder, out: Path, run: _Run, total: int, schedule
         steps_run, steps_run * s.batch_size * order.seq_len / seconds if steps_run and seconds > 0 else 0.0)
 
 
-def _recorded_sha(folder: Path, in_manifest: str | None) -> str:
-    """A checkpoint's recorded weights sha256: the manifest's, else its own trainer_state.json's.
-    Only a folder from before such records is hashed again."""
-    if in_manifest:
-        return in_manifest
-    state = folder / STATE_JSON
-    own = json.loads(state.read_text()).get("weights_sha256") if state.is_file() else None
-    return own or sha256_file(folder / WEIGHTS)
-
-
-def _verify_resume_point(folder: Path, in_manifest: str | None) -> None:
-    """Refuse to resume from weights or trainer state that differ from what was recorded when
-    they were written (a damaged file would otherwise be re-recorded as if it were good)."""
-    own = json.loads((folder / STATE_JSON).read_text())
-    hashes: dict[str, str] = {}
-    for name, want in ((WEIGHTS, in_manifest), (WEIGHTS, own.get("weights_sha256")),
-                       (STATE_WEIGHTS, own.get("state_sha256"))):
-        if want is None:
-            continue
-        actual = hashes.setdefault(name, sha256_file(folder / name))
-        if actual != want:
-            raise UserError(f"cannot resume from {folder}: {name} has sha256 {actual[:12]}..., recorded "
-                            f"{want[:12]}... when it was written; the file is damaged. Delete {folder} to resume "
-                            "from the checkpoint before it")
-
-
-def _check_settings(model_dir: Path, schedule: list[int], meta: dict) -> None:
-    """Refuse to resume a run that was started with other settings."""
-    step = _resume_point(model_dir, schedule)
-    if step is None:
-        return
-    old = json.loads((model_dir / f"step{step}" / STATE_JSON).read_text())
-    keys = ("settings", "total_steps", "data_sha256") + (("intervention",) if "intervention" in meta else ())
-    old_view = {k: _what(old.get(k)) for k in keys}
-    new_view = {k: _what(json.loads(json.dumps(meta[k]))) for k in keys}
-    if old_view != new_view:
-        raise UserError(settings_mismatch(str(model_dir), old_view, new_view)
-                        + "; use another --out, or delete the folder to start over")
-
-
-def _what(value):
-    """Settings that decide what is computed: not how (device, micro-batch, DDP, FSDP or ZeRO; ranks are not recorded),
-    so a run may resume on another device or world size."""
-    if isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in ("device", "micro_batch", "parallel", "zero_stage", "zero_bucket")}
-    return value
-
-
-def _record(order: TrainingOrder, run: _Run, model_dir: Path, step: int, sha: str) -> dict:
+def _record(order: TrainingOrder, run: Run, model_dir: Path, step: int, sha: str) -> dict:
     return {"step": step, "tokens_seen": order.tokens_seen(step),
             "location": f"{model_dir.name}/step{step}", "sha256": sha}
 
 
-def _write_log(rows: list[dict], path: Path, run: _Run, params: int, s: TrainSettings, order: TrainingOrder) -> None:
-    df = pd.DataFrame(rows)
-    df.insert(0, "suite", s.suite or path.parent.parent.name)
-    df.insert(1, "model", run.name)
-    df.insert(2, "params", params)
-    write_table(df, path, "train_log", config=asdict(s), seeds={"init": s.seed, "data": s.data_seed})
-
-
-def _write_val_log(rows: list[dict], path: Path, run: _Run, s: TrainSettings) -> None:
-    df = pd.DataFrame(rows, columns=["step", "tokens_seen", "val_loss", "val_items"])
-    df.insert(0, "suite", s.suite or path.parent.parent.name)
-    df.insert(1, "model", run.name)
-    df.insert(2, "params", total_params(run.config))
-    write_table(df, path, "validation_log", config=asdict(s), seeds={"init": s.seed, "data": s.data_seed})
-
-
-def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, tokenizer, earlier: list[dict]) -> dict:
+def _manifest(s: TrainSettings, out: Path, runs: list[Run], data_info: dict, tokenizer, earlier: list[dict]) -> dict:
     return {
         "schema": SCHEMA,
         "suite": s.suite or out.resolve().name,
@@ -582,24 +353,3 @@ def _manifest(s: TrainSettings, out: Path, runs: list[_Run], data_info: dict, to
             for r in runs
         ] + earlier,
     }
-
-
-def read_train_log(suite_dir: str | os.PathLike) -> pd.DataFrame:
-    """All models' training logs of a suite folder, concatenated."""
-    logs = sorted(Path(suite_dir).glob("*/train_log.parquet"))
-    if not logs:
-        raise UserError(f"no training logs (*/train_log.parquet) in {suite_dir}")
-    return pd.concat([pd.read_parquet(p) for p in logs], ignore_index=True)
-
-
-def read_val_log(suite_dir: str | os.PathLike) -> pd.DataFrame:
-    """All models' validation logs (loss on the held-out items at every checkpoint), concatenated;
-    empty (with the schema's columns) when the suite was trained without held-out items."""
-    from .tables import columns
-
-    logs = sorted(Path(suite_dir).glob("*/val_log.parquet"))
-    frames = [pd.read_parquet(p) for p in logs]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns("validation_log")))
-
-
-__all__ = ["ModelSummary", "TrainSettings", "TrainingDiverged", "lr_at", "read_train_log", "read_val_log", "train"]
