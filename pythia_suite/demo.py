@@ -8,9 +8,12 @@ Steps, each skipped when its output is already there (a rerun resumes; `--fresh`
 1. generate the micro-Pile and its ground truth       -> OUT/corpus/
 2. train a byte-level BPE, build the preshuffled data -> OUT/data/
 3. train the micro family on one training order       -> OUT/suite/ (checkpoints, manifest)
-4. training summary: loss curves and loss against size -> OUT/tables/, OUT/figures/
-5. every analysis the package has (`registry.available()`) adds its tables, figures and section
-6. OUT/report.md: what was run, with what settings, headline numbers, the figures
+4. the report's sections (`registry.DEMO_SECTIONS`: training, each case study, the harness), each
+   adding its tables and figures                       -> OUT/tables/, OUT/figures/
+5. OUT/report.md: what was run, with what settings, each section, the figures
+
+The demo only orchestrates: each section lives with its case study (`analyses/demo/`) and composes
+that study's functions.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import pandas as pd
 
 from .errors import UserError, settings_mismatch
 
@@ -78,12 +80,13 @@ class Section:
 
 @dataclass
 class DemoContext:
-    """Where everything of one demo run lives; handed to each analysis' `demo_step`."""
+    """Where everything of one demo run lives; handed to each report section (`registry.DEMO_SECTIONS`)."""
 
     out: Path
     preset_name: str
     preset: Preset
     progress: bool = True
+    stages: int = 0  # stages of the run, for the "[i/n]" progress lines
 
     @property
     def corpus(self) -> Path:
@@ -141,7 +144,7 @@ def step_corpus(ctx: DemoContext) -> None:
     if ctx.ground_truth_path.exists() and ctx.corpus.exists():
         return
     p = ctx.preset
-    ctx.log(f"[1/5] generating the micro-Pile ({p.corpus_bytes / 1e6:.1f} MB)")
+    ctx.log(f"[1/{ctx.stages}] generating the micro-Pile ({p.corpus_bytes / 1e6:.1f} MB)")
     generate(ctx.corpus, replace(MicroPileConfig(), seed=p.seed, target_bytes=p.corpus_bytes,
                                  canaries_per_repeat=p.canaries_per_repeat, canary_words=p.canary_words,
                                  canary_private_words=p.canary_private_words, canary_repeats=p.canary_repeats,
@@ -159,7 +162,7 @@ def step_data(ctx: DemoContext) -> None:
     from .micropile import documents_without_canaries
 
     p = ctx.preset
-    ctx.log(f"[2/5] building the tokenizer (vocab {p.vocab_size}) and the preshuffled data (seq_len {p.seq_len})")
+    ctx.log(f"[2/{ctx.stages}] building the tokenizer (vocab {p.vocab_size}) and the preshuffled data (seq_len {p.seq_len})")
     # The BPE learns from every document but the canaries: a canary copied 256 times would
     # otherwise get tokens of its own words and be easier to memorize for that reason alone,
     # so every canary is cut into the same kind of pieces whatever its copy count.
@@ -175,71 +178,26 @@ def step_train(ctx: DemoContext) -> None:
     from .train import TrainSettings, train
 
     p = ctx.preset
-    ctx.log(f"[3/5] training {', '.join(p.sizes)} (batch {p.batch_size} x {p.seq_len} tokens)")
+    ctx.log(f"[3/{ctx.stages}] training {', '.join(p.sizes)} (batch {p.batch_size} x {p.seq_len} tokens)")
     settings = TrainSettings(sizes=list(p.sizes), steps=p.steps, batch_size=p.batch_size, seed=p.seed,
                              checkpoint_every=p.checkpoint_every, device=p.device, suite="micro-pile",
                              val_items=p.val_items)
     train(ctx.data, ctx.suite_dir, settings, progress=ctx.progress, on_model_done=lambda m: ctx.log(f"  {m.line()}"))
 
 
-def step_training_summary(ctx: DemoContext, window: int = 20) -> Section:
-    from .plots import plot_final_loss, plot_loss_curves, plot_loss_with_validation
-    from .tables import write_table
-    from .train import read_train_log, read_val_log
-
-    ctx.log("[4/5] summarising training")
-    log = read_train_log(ctx.suite_dir)
-    from .checkpoints import Suite
-
-    log = log[log["model"].isin(Suite.load(ctx.manifest).without_interventions().models())]  # no bias interventions
-    val = read_val_log(ctx.suite_dir)
-    val = val[val["model"].isin(log["model"].unique())]
-    write_table(log, ctx.table("train_log"), "train_log", config=asdict(ctx.preset), seeds={"init": ctx.preset.seed})
-    write_table(val, ctx.table("validation_log"), "validation_log", config=asdict(ctx.preset),
-                seeds={"init": ctx.preset.seed})
-    final = (log.sort_values("step").groupby(["suite", "model", "params"], as_index=False)
-             .apply(lambda g: pd.Series({"step": g["step"].max() + 1, "loss": g["loss"].tail(window).mean()}),
-                    include_groups=False)
-             .sort_values("params"))
-    figs = [plot_loss_curves(log, ctx.figure("loss_curves")), plot_final_loss(final, ctx.figure("final_loss")),
-            plot_loss_with_validation(log, val, ctx.figure("validation_loss"))]
-    final["first_loss"] = final["model"].map(log.sort_values("step").groupby("model")["loss"].first())
-    last_val = val.sort_values("step").groupby("model").tail(1).set_index("model")
-    final["val_loss"] = final["model"].map(last_val["val_loss"]) if len(val) else float("nan")
-    n_val = int(last_val["val_items"].iloc[0]) if len(val) else 0
-    lines = [f"Final loss is the mean training loss of the last {window} steps; held-out loss is the loss at the "
-             f"last checkpoint on the {n_val} items after the last trained step (never trained on).", "",
-             "| model | params | first loss | final loss | held-out loss |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r.model} | {r.params:,} | {r.first_loss:.3f} | {r.loss:.3f} | {r.val_loss:.3f} |"
-              for r in final.itertuples()]
-    ordered = final["loss"].is_monotonic_decreasing
-    falls = (final["loss"] < final["first_loss"]).all()
-    lines += ["", f"Every loss curve falls: {'yes' if falls else 'NO'}. "
-              f"Larger models reach lower loss: {'yes' if ordered else 'NO'} "
-              f"(order by final loss: {', '.join(final.sort_values('loss')['model'])})."]
-    if len(val):
-        gap = final["val_loss"] - final["loss"]
-        lines.append(f"Held-out minus final training loss: {', '.join(f'{m} {g:+.3f}' for m, g in zip(final['model'], gap))}.")
-    return Section("Training", lines, figs, [ctx.table("train_log"), ctx.table("validation_log")])
-
-
-def step_analyses(ctx: DemoContext) -> list[Section]:
-    from .registry import available, resolve
+def step_sections(ctx: DemoContext, first: int, total: int) -> list[Section]:
+    """Every registered report section (`registry.demo_sections()`), in order, as stages first..total-1."""
+    from .registry import demo_sections, resolve
 
     sections = []
-    for analysis in available():
-        ctx.log(f"[5/5] {analysis.name}")
+    for i, entry in enumerate(demo_sections(), start=first):
+        ctx.log(f"[{i}/{total}] {entry.name}")
         t = time.perf_counter()
-        section = resolve(analysis.demo_step)(ctx)
-        section.lines.append(f"\n_{analysis.name}: {time.perf_counter() - t:.0f} s._")
-        sections.append(section)
+        section = resolve(entry.section)(ctx)
+        if section is not None:
+            section.lines.append(f"\n_{entry.name}: {time.perf_counter() - t:.0f} s._")
+            sections.append(section)
     return sections
-
-
-def _harness_sections(ctx: DemoContext) -> list[Section]:
-    from .eval.demo_step import harness_sections  # [] when lm-eval is not installed
-
-    return harness_sections(ctx)
 
 
 def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Path:
@@ -273,7 +231,9 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
         if s.tables:
             lines += ["", "Tables: " + ", ".join(f"`{t.relative_to(ctx.out)}`" for t in s.tables)]
         lines.append("")
-    lines += notebook_lines(ctx.out)
+    from .notebooks import report_lines
+
+    lines += report_lines(ctx.out)
     written = sorted((ctx.out / "tables").glob("*.parquet")) + sorted((ctx.out / "tables").glob("*.zarr"))
     lines += ["## Every table this demo wrote", "",
               *[f"- `{t.relative_to(ctx.out)}`" + (f" (schema `{_schema(t)}`)" if t.suffix == ".parquet" else
@@ -282,23 +242,6 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
     with atomic_outputs(path) as (tmp,):
         tmp.write_text("\n".join(lines))
     return path
-
-
-def notebook_lines(out: Path) -> list[str]:
-    """The report's Notebooks section: links to the executed copies under OUT/notebooks/ (written
-    by `pythia-suite notebooks`, which rewrites this section when it is done)."""
-    from .notebooks import SOURCE, notebooks
-
-    books = notebooks() if SOURCE.is_dir() else []
-    if not books:
-        return []
-    done = [b for b in books if (out / "notebooks" / b.name).is_file()]
-    lines = ["## Notebooks", "",
-             f"Executed against this folder: {len(done)} of {len(books)}" +
-             ("" if len(done) == len(books) else f"; `pythia-suite notebooks --out {out}` (or `make notebooks`) "
-                                                  "executes them into `notebooks/`") + ".", ""]
-    lines += [f"- [{b.stem}](notebooks/{b.name})" + ("" if b in done else " (not executed yet)") for b in books]
-    return lines + [""]
 
 
 def _schema(path: Path) -> str:
@@ -316,7 +259,10 @@ def run_demo(out: str | Path = "demo_output", preset: str = "default", fresh: bo
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = DemoContext(out, preset, PRESETS[preset], progress)
+    from .registry import demo_sections
+
+    # corpus, data, training, each report section, the report
+    ctx = DemoContext(out, preset, PRESETS[preset], progress, stages=3 + len(demo_sections()) + 1)
     if ctx.preset.device.startswith("cuda"):
         import torch
 
@@ -327,8 +273,8 @@ def run_demo(out: str | Path = "demo_output", preset: str = "default", fresh: bo
     step_corpus(ctx)
     step_data(ctx)
     step_train(ctx)
-    sections = [step_training_summary(ctx), *step_analyses(ctx)]
-    sections += _harness_sections(ctx)
+    sections = step_sections(ctx, first=4, total=ctx.stages)
+    ctx.log(f"[{ctx.stages}/{ctx.stages}] writing the report")
     report = write_report(ctx, sections, time.perf_counter() - t)
     print(f"\ndemo finished in {time.perf_counter() - t:.0f} s: {report}")
     for s in sections:

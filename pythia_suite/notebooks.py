@@ -111,9 +111,23 @@ def run_all(out: str | os.PathLike, dest: str | os.PathLike | None = None, only:
     return written
 
 
+def report_lines(out: Path) -> list[str]:
+    """The report's Notebooks section: links to the executed copies under OUT/notebooks/ (written
+    by `pythia-suite notebooks`, which rewrites this section when it is done)."""
+    books = notebooks() if SOURCE.is_dir() else []
+    if not books:
+        return []
+    done = [b for b in books if (out / "notebooks" / b.name).is_file()]
+    lines = ["## Notebooks", "",
+             f"Executed against this folder: {len(done)} of {len(books)}" +
+             ("" if len(done) == len(books) else f"; `pythia-suite notebooks --out {out}` (or `make notebooks`) "
+                                                  "executes them into `notebooks/`") + ".", ""]
+    lines += [f"- [{b.stem}](notebooks/{b.name})" + ("" if b in done else " (not executed yet)") for b in books]
+    return lines + [""]
+
+
 def _link_in_report(out: Path) -> None:
     """Rewrite the report's Notebooks section to say which executed copies now exist."""
-    from .demo import notebook_lines
     from .fileio import atomic_outputs
 
     report = out / "report.md"
@@ -122,6 +136,6 @@ def _link_in_report(out: Path) -> None:
     if start < 0:
         return
     end = text.find("\n## ", start + 1)
-    new = text[:start] + "\n".join(notebook_lines(out)) + ("\n" + text[end + 1 :] if end >= 0 else "")
+    new = text[:start] + "\n".join(report_lines(out)) + ("\n" + text[end + 1 :] if end >= 0 else "")
     with atomic_outputs(report) as (tmp,):
         tmp.write_text(new)

@@ -85,7 +85,6 @@ def plot_memorized_over_training(summary: pd.DataFrame, path: str | os.PathLike)
     """Memorized share of the sampled sequences each checkpoint had seen, against step, one line
     per model, with binomial standard errors; held-out (never trained) sequences at each model's
     last checkpoint as open markers (`memorization` schema)."""
-    import numpy as np
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))

@@ -11,7 +11,7 @@ import sys
 
 def test_a_closed_pipe_ends_quietly():
     """`pythia-suite checkpoints list | head -1`: no 'Broken pipe' error, no traceback, SIGPIPE's status."""
-    proc = subprocess.Popen([sys.executable, "-m", "pythia_suite.cli", "checkpoints", "list"],
+    proc = subprocess.Popen([sys.executable, "-m", "pythia_suite", "checkpoints", "list"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()
     proc.stdout.close()  # the reader is gone; ~3000 more rows still to print

@@ -309,15 +309,15 @@ def test_settings_record_ignores_where_task_helpers_sit_in_memory():
     assert s.fingerprint({"t": {"num_fewshot": 0}}) != s.fingerprint({"t": {"num_fewshot": 1}})
 
 
-def test_demo_step_plots_the_task_against_step(suite_dir, tmp_path):
+def test_demo_section_plots_the_task_against_step(suite_dir, tmp_path):
+    from analyses.demo.harness import section as harness_section
     from pythia_suite.demo import PRESETS, DemoContext
-    from pythia_suite.eval.demo_step import harness_sections
 
     ctx = DemoContext(tmp_path, "tiny", replace(PRESETS["tiny"], sizes=("micro-50k",)), progress=False)
     shutil.copytree(suite_dir, ctx.suite_dir)
     ctx.ground_truth_path.parent.mkdir(parents=True)
     shutil.copyfile(suite_dir.parent / "mp.ground_truth.json", ctx.ground_truth_path)
-    (section,) = harness_sections(ctx)
+    section = harness_section(ctx)
     table = pd.read_parquet(ctx.table("evaluate"))
     assert sorted(table["step"]) == [0, 2, 8] and set(table["task"]) == {"micropile_pronoun"}
     assert section.figures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -68,14 +68,14 @@ def test_notebooks_command_refuses_an_unknown_name(tiny_demo, capsys):
 
 
 def test_report_links_the_notebooks_and_says_which_ran(tiny_demo, tmp_path):
-    from pythia_suite.demo import notebook_lines
+    from pythia_suite.notebooks import report_lines
     from pythia_suite.notebooks import _link_in_report
 
     text = (tiny_demo / "report.md").read_text()
     assert "## Notebooks" in text and f"(notebooks/{BOOKS[0].name}) (not executed yet)" in text
     out = tmp_path / "out"
     (out / "notebooks").mkdir(parents=True)
-    (out / "report.md").write_text("# r\n\n" + "\n".join(notebook_lines(out)) + "\n## Every table this demo wrote\n\n- x\n")
+    (out / "report.md").write_text("# r\n\n" + "\n".join(report_lines(out)) + "\n## Every table this demo wrote\n\n- x\n")
     (out / "notebooks" / BOOKS[0].name).write_text("{}")
     _link_in_report(out)
     text = (out / "report.md").read_text()

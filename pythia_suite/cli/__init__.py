@@ -82,7 +82,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = show
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,46 +5,20 @@ built from the measured numbers."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 
-from analyses.memorization import analyse, choose_sequences, write_figures
+from analyses.memorization import (
+    analyse,
+    canary_scores,
+    canary_tokens,
+    choose_sequences,
+    in_canary,
+    write_figures,
+)
 from pythia_suite.checkpoints import Suite
-from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
-from pythia_suite.data import TrainingOrder
-from pythia_suite.errors import UserError
-
-
-def canary_tokens(truth: dict, tokenizer) -> list[np.ndarray]:
-    """Every planted canary (and 0-copy control) as token ids, as the data's tokenizer cut it."""
-    return [np.array(tokenizer.encode(c["text"], add_special_tokens=False).ids, dtype=np.int64)
-            for c in truth["canaries"]]
-
-
-def canary_scores(suite: Suite, truth: dict, tokenizer, device: str = "cpu") -> pd.DataFrame:
-    """Score every planted canary (prompt = its first 32 tokens, continuation the next 32) at every
-    checkpoint of every model; canaries with 0 copies were never trained on (the control)."""
-    from pythia_suite.data.build import load_tokenizer
-
-    if isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = load_tokenizer(tokenizer)
-    ids = canary_tokens(truth, tokenizer)
-    if min(map(len, ids)) < PROMPT_LEN + CONTINUATION_LEN:
-        raise UserError(f"a canary has {min(map(len, ids))} tokens, fewer than prompt {PROMPT_LEN} + "
-                        f"continuation {CONTINUATION_LEN}; plant longer canaries")
-    tokens = np.stack([i[: PROMPT_LEN + CONTINUATION_LEN] for i in ids])
-    frames = []
-    for model in suite.models():
-        for step in suite.steps(model):
-            s = score_sequences(suite.load_model(model, step).to(device), tokens)
-            frames.append(pd.DataFrame({
-                "suite": suite.name, "model": model, "params": suite.params(model), "step": step,
-                "tokens_seen": suite.tokens_seen(model, step), "canary": [c["id"] for c in truth["canaries"]],
-                "repeats": [c["repeats"] for c in truth["canaries"]], "matched": s.matched.astype(np.int64),
-                "score": s.score, "prefix_match": s.prefix.astype(np.int64)}))
-    return pd.concat(frames, ignore_index=True)
+from pythia_suite.demo import Section
+from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN
 
 
 def _shape(pivot: pd.DataFrame) -> list[str]:
@@ -70,23 +44,13 @@ def _shape(pivot: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _in_canary(order: TrainingOrder, sequences: np.ndarray, canaries: list[np.ndarray]) -> np.ndarray:
-    """Whether each sequence's 32 continuation tokens occur, in order, inside one of `canaries`
-    (token arrays): text that was trained on wherever a copy of that canary was."""
-    windows = {tuple(c[a : a + CONTINUATION_LEN].tolist()) for c in canaries
-               for a in range(len(c) - CONTINUATION_LEN + 1)}
-    cont = order.sequences(sequences)[:, PROMPT_LEN : PROMPT_LEN + CONTINUATION_LEN]
-    return np.array([tuple(row) in windows for row in cont.tolist()], dtype=bool)
-
-
 def _pct(k: int, n: int) -> str:
     return f"{k} / {n} ({k / n:.1%})" if n else "0 / 0"
 
 
-def demo_step(ctx):
+def section(ctx):
     """Memorization on the demo suite: a seeded sample of training sequences from across the whole
     order and the held-out items at every checkpoint, and the planted canaries by copies and size."""
-    from pythia_suite.demo import Section
     from pythia_suite.plots import plot_canaries, plot_canaries_over_training
     from pythia_suite.tables import write_table
 
@@ -106,7 +70,7 @@ def demo_step(ctx):
     ids = canary_tokens(truth, order.tokenizer)
     canaries = canary_scores(suite, truth, order.tokenizer, ctx.preset.device)
     write_table(canaries, ctx.table("canary_memorization"), "canary_memorization", config={"source": "micro-Pile ground truth"})
-    summary, per_seq = tables["memorization"], tables["memorization_sequences"]
+    per_seq = tables["memorization_sequences"]
     models = sorted(suite.models(), key=suite.params)
     largest = models[-1]
     figs = write_figures(tables, ctx.out / "figures")
@@ -116,7 +80,7 @@ def demo_step(ctx):
     # --- sampled sequences and the held-out control, at each model's final checkpoint
     last = per_seq[per_seq["step"] == per_seq.groupby("model")["step"].transform("max")]
     planted = [i for i, c in zip(ids, truth["canaries"]) if c["repeats"] > 0]
-    in_canary = dict(zip(sequences.tolist(), _in_canary(order, sequences, planted).tolist()))
+    inside = dict(zip(sequences.tolist(), in_canary(order, sequences, planted).tolist()))
     lines = [f"Sequences: a seeded sample (seed {ctx.preset.seed}) of {len(trained):,} of the {n_trained:,} trained "
              f"sequences, from across the whole order (positions {trained.min():,}..{trained.max():,}), and the "
              f"{len(held_out):,} held-out items after the last trained step (never trained on), scored at every "
@@ -130,7 +94,7 @@ def demo_step(ctx):
     for model in models:
         g = last[last["model"] == model]
         seen, unseen = g[g["seen"]], g[~g["seen"]]
-        outside = unseen[~unseen["sequence"].map(in_canary).astype(bool)]
+        outside = unseen[~unseen["sequence"].map(inside).astype(bool)]
         k = n_memorized(seen)
         fracs.append(k / max(1, len(seen)))
         lines.append(f"| {model} | {suite.params(model):,} | {int(g['step'].iloc[0])} | {_pct(k, len(seen))} | "
@@ -143,8 +107,8 @@ def demo_step(ctx):
     for seen, what in ((True, "sampled trained"), (False, "held-out")):
         g = last[(last["model"] == largest) & (last["seen"] == seen)]
         mem = g[g["matched"] == CONTINUATION_LEN]
-        k_in = int(mem["sequence"].map(in_canary).sum())
-        n_in = int(g["sequence"].map(in_canary).sum())
+        k_in = int(mem["sequence"].map(inside).sum())
+        n_in = int(g["sequence"].map(inside).sum())
         lines.append(f"Where {largest}'s memorized {what} sequences come from: of the {n_in} whose continuation "
                      f"lies inside a canary, {k_in} are memorized; of the other {len(g) - n_in}, {len(mem) - k_in}."
                      + (" A held-out item is never trained on, but a canary's copies land in held-out items too: "

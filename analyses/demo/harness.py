@@ -1,39 +1,37 @@
-"""The demo's harness step: one lm-evaluation-harness task across the micro suite's checkpoints.
+"""The harness section of the demo: one lm-evaluation-harness task across the micro suite's
+checkpoints, through `pythia-suite evaluate`'s library function.
 
-Called from `pythia_suite.demo` after the analyses; contributes nothing when lm-eval is not
-installed (extra `eval`). The task is ``micropile_pronoun`` (written by `write_micropile_tasks`
-into OUT/tasks/): the share of occupation sentences where a model prefers the stereotypical
-pronoun, which the micro-Pile planted at probability `pronoun_skew`.
+Contributes nothing (None) when lm-eval is not installed (extra `eval`). The task is
+``micropile_pronoun`` (written by `write_micropile_tasks` into OUT/tasks/): the share of
+occupation sentences where a model prefers the stereotypical pronoun, which the micro-Pile
+planted at probability `pronoun_skew`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
+import pandas as pd
+
+from pythia_suite.checkpoints import Suite
+from pythia_suite.demo import Section
+
 TASK, METRIC = "micropile_pronoun", "acc"
 
 
-def harness_sections(ctx) -> list:
-    """[Section] with the table, the figure and sentences made from the numbers; [] without lm-eval."""
+def section(ctx) -> Section | None:
+    """The table, the figure and sentences made from the numbers; None without lm-eval."""
     if importlib.util.find_spec("lm_eval") is None:
-        ctx.log("[5/5] harness: skipped (lm-eval not installed; pip install 'pythia-suite[eval]')")
-        return []
-    from ..demo import Section
-    from ..plots import plot_eval_over_training
-    from .evaluate import EvalSettings, evaluate_suite
-    from .local_tasks import write_micropile_tasks
+        ctx.log("      skipped: lm-eval is not installed (pip install 'pythia-suite[eval]')")
+        return None
+    from pythia_suite.eval.evaluate import EvalSettings, evaluate_suite
+    from pythia_suite.eval.local_tasks import write_micropile_tasks
+    from pythia_suite.plots import plot_eval_over_training
 
-    ctx.log(f"[5/5] harness: {TASK} at every other checkpoint")
+    ctx.log(f"      {TASK} at every other checkpoint")
     tasks = ctx.out / "tasks"
     if not (tasks / f"{TASK}.yaml").is_file():
         write_micropile_tasks(tasks, ground_truth=ctx.ground_truth_path)
-    import time
-
-    import pandas as pd
-
-    from ..checkpoints import Suite
-
-    t = time.perf_counter()
     out = ctx.table("evaluate")
     # every other checkpoint of the schedule and the last: the curve's shape at half the cost
     steps = Suite.load(ctx.manifest).steps(ctx.preset.sizes[0])
@@ -56,6 +54,5 @@ def harness_sections(ctx) -> list:
         lines.append(f"| {l.model} | {l.params:,} | {f.value:.3f} | {l.step} | {l.value:.3f} | {l.stderr:.3f} |")
     best = last.loc[last["value"].idxmax()]
     lines += ["", f"Highest final {METRIC}: {best['model']} ({best['value']:.3f}); final {METRIC} above 0.5 for "
-              f"{int((last['value'] > 0.5).sum())} of {len(last)} models.",
-              f"\n_harness evaluation: {time.perf_counter() - t:.0f} s._"]
-    return [Section("Harness evaluation", lines, [fig], [out])]
+              f"{int((last['value'] > 0.5).sum())} of {len(last)} models."]
+    return Section("Harness evaluation", lines, [fig], [out])
