@@ -174,6 +174,37 @@ def flip_byte(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def pytest_configure(config):
+    """PYTHIA_SUITE_TEST_THREADS=N runs the suite with torch.set_num_threads(N) (besides
+    OMP_NUM_THREADS, which the subprocesses inherit): every bound must hold on any thread count."""
+    import os
+
+    if threads := os.environ.get("PYTHIA_SUITE_TEST_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+# ---- float comparisons --------------------------------------------------------------------------
+# float32 keeps 24 bits (eps = 2**-23, about 1.2e-7). The same float32 values computed another way
+# (another kernel, batch layout, KV cache, thread count) add their terms in another order and differ
+# by a few eps of the size of what they add up. So every bound is relative to the scale of the
+# values compared, never absolute: an absolute bound that holds on one CPU fails on another.
+FLOAT32_EPS = 2.0 ** -23
+# A float32 forward pass computed another way: each output is a sum of a few hundred products per
+# layer, reordered; 1e-5 of the logits' scale is ~84 eps (measured: under 3 eps with 1, 2 or 3 threads).
+FORWARD_RTOL = 1e-5
+
+
+def scaled_error(got, want) -> float:
+    """max |got - want| / max |want|, in float64: the error relative to the values' scale (0 if both are 0)."""
+    got, want = (np.asarray(x.detach().cpu().double() if hasattr(x, "detach") else x, dtype=np.float64)
+                 for x in (got, want))
+    scale = np.abs(want).max(initial=0.0)
+    err = np.abs(got - want).max(initial=0.0)
+    return float(err / scale) if scale else float(err)
+
+
 def tiny_config(vocab_size: int = 97, **overrides):
     """A two-layer GPTNeoXConfig for tests of the model's numerics (no end-of-text id unless given)."""
     from pythia_suite.model import GPTNeoXConfig

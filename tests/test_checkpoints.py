@@ -31,6 +31,8 @@ from pythia_suite.errors import UserError
 from pythia_suite.model import GPTNeoX
 from pythia_suite.sizes import PYTHIA_SIZES
 
+from conftest import FORWARD_RTOL, scaled_error
+
 STEPS = [0, 1, 2, 4, 8, 12]
 MANIFEST = "checkpoints_manifest.json"
 
@@ -148,7 +150,7 @@ def test_trained_checkpoint_loads_in_transformers(suite_dir):
     ours = GPTNeoX.from_pretrained(folder)
     x = tokens()
     with torch.no_grad():
-        assert (ours(x) - theirs.eval()(x).logits).abs().max().item() < 1e-4
+        assert scaled_error(ours(x), theirs.eval()(x).logits) < FORWARD_RTOL  # another kernel: reordered float32 sums
 
 
 # ---- the real Pythia index --------------------------------------------------------------------

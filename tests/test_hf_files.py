@@ -21,6 +21,8 @@ from pythia_suite.errors import UserError
 from pythia_suite.hf_files import TOKENIZER_FILES, tokenizer_file_contents
 from pythia_suite.model import GPTNeoX
 
+from conftest import FORWARD_RTOL, scaled_error
+
 TEXTS = [
     "alpha beta gamma",
     " delta  epsilon\nzeta\n\n",
@@ -77,7 +79,7 @@ def test_automodel_gives_our_logits(trained):
     ids = torch.tensor([tok("alpha beta gamma delta epsilon zeta")["input_ids"]])
     ours = GPTNeoX.from_pretrained(folder)
     with torch.no_grad():
-        assert (ours(ids) - theirs(ids).logits).abs().max().item() < 1e-4
+        assert scaled_error(ours(ids), theirs(ids).logits) < FORWARD_RTOL  # another kernel: reordered float32 sums
 
 
 def test_suites_without_tokenizer_files_still_load(trained, tmp_path):

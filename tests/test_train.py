@@ -251,8 +251,10 @@ def test_separate_init_and_data_seeds(suite_a, prefix, tmp_path):
 def test_micro_batches_accumulate_to_the_full_batch(suite_a, prefix, tmp_path):
     run_train(prefix, tmp_path / "micro", steps=STEPS, micro_batch=2)
     ref, got = log_of(suite_a, "micro-50k"), log_of(tmp_path / "micro", "micro-50k")
+    # the same gradients accumulated in another grouping: float32 sums reordered, so the logged loss
+    # and gradient norm move by a few eps relative (measured 1.9e-7); rtol 1e-5 is ~84 eps
     np.testing.assert_allclose(got["loss"][:4], ref["loss"][:4], rtol=1e-5)
-    np.testing.assert_allclose(got["grad_norm"][:4], ref["grad_norm"][:4], rtol=1e-4)
+    np.testing.assert_allclose(got["grad_norm"][:4], ref["grad_norm"][:4], rtol=1e-5)
 
 
 # ---- divergence -------------------------------------------------------------------------------------
