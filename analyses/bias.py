@@ -351,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pythia_suite.micropile import load_ground_truth
     from pythia_suite.cli.common import require_parquet
+    from pythia_suite.micropile import load_ground_truth
+    from pythia_suite.selection import select
 
     args = build_parser().parse_args(argv)
     require_parquet(args.out)
@@ -362,19 +363,24 @@ def main(argv: list[str] | None = None) -> int:
 
     resolve_device(args.device)  # before anything is written
     suite = Suite.load(args.manifest)
+    chosen = select(suite, args.models, args.steps, args.skip_missing)  # every checkpoint there, before scoring
+    suite = chosen.suite
     tok = load_suite_tokenizer(suite, args.tokenizer)
     probes = None
     if args.probes:
         items, pairs = micropile_probes(load_ground_truth(args.ground_truth))
         probes = {"items": items, "pairs": pairs}
     tables = analyse(
-        suite, tok, args.out, config=dict(vars(args)), models=args.models, steps=args.steps,
+        suite, tok, args.out, config=dict(vars(args)) | {"skipped_checkpoints": chosen.skipped}, models=chosen.models,
+        steps=chosen.steps,
         winobias=read_winobias(args.winobias, args.winobias_split) if args.winobias else None,
         crows=read_crows_pairs(args.crows_pairs) if args.crows_pairs else None,
         lambada=read_lambada(args.lambada) if args.lambada else None, probes=probes, device=args.device,
         batch_size=args.batch_size, progress=not args.quiet)
     t = tables["bias"]
     print(f"wrote {args.out} ({len(t)} rows)" + ("" if len(tables["bias_comparison"]) == 0 else " with the comparison and counts beside it"))
+    if chosen.note():
+        print(f"  {chosen.note()}")
     if args.figures:
         print("wrote " + ", ".join(map(str, write_figures(tables, args.figures))))
     last = t[t["step"] == t.groupby("model")["step"].transform("max")]

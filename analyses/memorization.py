@@ -34,6 +34,8 @@ from pythia_suite.checkpoints import Suite
 from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
 from pythia_suite.data import TrainingOrder
 from pythia_suite.errors import UserError
+from pythia_suite.fileio import store_lock
+from pythia_suite.selection import select
 
 CHUNK = 1024  # sequences per zarr chunk (and per unit of resumable work)
 BIN_SIZE = 512  # Pythia's bins of training order
@@ -43,25 +45,27 @@ NOT_DONE = 255  # fill value of `matched`: a uint8 no score can take
 # ---- which sequences ---------------------------------------------------------------------------
 
 
-def choose_sequences(n_trained: int, sequences: str | None = None, sample: int | None = None,
-                     seed: int = 0) -> np.ndarray:
-    """Global training-order indices: a "START:END" range, a seeded sample (sorted), or all."""
+def choose_sequences(n_items: int, sequences: str | None = None, sample: int | None = None,
+                     seed: int = 0, n_trained: int | None = None) -> np.ndarray:
+    """Global training-order indices among the order's `n_items`: a "START:END" range, or all; or a
+    seeded sample (sorted) of the `n_trained` sequences the checkpoints saw (default: all items)."""
     if sequences is not None and sample is not None:
         raise UserError("give --sequences START:END or --sample N, not both")
     if sample is not None:
-        if not 0 < sample <= n_trained:
-            raise UserError(f"--sample {sample} out of range: the data has {n_trained} trained sequences")
-        return np.sort(np.random.Generator(np.random.PCG64(seed)).choice(n_trained, sample, replace=False))
+        pool = n_items if n_trained is None else n_trained
+        if not 0 < sample <= pool:
+            raise UserError(f"--sample {sample} out of range: the checkpoints trained on {pool} sequences")
+        return np.sort(np.random.Generator(np.random.PCG64(seed)).choice(pool, sample, replace=False))
     if sequences is not None:
         try:
             start, end = (int(x) if x else None for x in sequences.split(":"))
         except ValueError:
             raise UserError(f"--sequences must be START:END (e.g. 0:4096), got {sequences!r}") from None
-        start, end = start or 0, n_trained if end is None else end
-        if not 0 <= start < end <= n_trained:
-            raise UserError(f"--sequences {sequences} out of range: trained sequences are 0..{n_trained - 1}")
+        start, end = start or 0, n_items if end is None else end
+        if not 0 <= start < end <= n_items:
+            raise UserError(f"--sequences {sequences} out of range: the order's sequences are 0..{n_items - 1}")
         return np.arange(start, end, dtype=np.int64)
-    return np.arange(n_trained, dtype=np.int64)
+    return np.arange(n_items, dtype=np.int64)
 
 
 # ---- the per-sequence store --------------------------------------------------------------------
@@ -163,16 +167,17 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
                         f"continuation {CONTINUATION_LEN}")
     identity = {"suite": suite.name, "data": str(order.dataset.prefix.name), "batch_size": order.batch_size,
                 "data_seed": order.seed}
-    created = not Path(store_path).exists()
-    store = Store.open(store_path, models, steps, sequences, identity, allow_eos)
-    try:
-        _fill(store, suite, order, models, steps, device, batch_size, progress, allow_eos, client)
-    except BaseException:
-        if created and not store.group["done"][:].any():
-            import shutil
+    with store_lock(store_path):  # a second run on the same store is refused, not mixed in
+        created = not Path(store_path).exists()
+        store = Store.open(store_path, models, steps, sequences, identity, allow_eos)
+        try:
+            _fill(store, suite, order, models, steps, device, batch_size, progress, allow_eos, client)
+        except BaseException:
+            if created and not store.group["done"][:].any():
+                import shutil
 
-            shutil.rmtree(store_path, ignore_errors=True)  # interrupted before any result: leave nothing behind
-        raise
+                shutil.rmtree(store_path, ignore_errors=True)  # interrupted before any result: leave nothing behind
+            raise
     return store
 
 
@@ -449,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--data data/corpus --sample 4096 --out results/memorization.parquet")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sequences", help="START:END range of training-order sequence indices")
-    g.add_argument("--sample", type=int, help="a seeded random sample of N trained sequences")
+    g.add_argument("--sample", type=int, help="a seeded random sample of N trained sequences (those the latest "
+                   "selected checkpoint has seen)")
     p.add_argument("--seed", type=int, help="seed of --sample (default 0); only with --sample")
     p.add_argument("--batch-size", type=int, help="the suite's training batch size, to map steps to sequences "
                    "seen; only for a manifest that does not record it (it must agree if both do)")
@@ -485,12 +491,16 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--batch-size {args.batch_size} disagrees with the batch size {batch} the suite was "
                         "trained with (its manifest); leave --batch-size out")
     suite.check_data(args.data)
+    chosen = select(suite, args.models, args.steps, args.skip_missing)  # every checkpoint there, before scoring
+    suite, models, steps = chosen.suite, chosen.models, chosen.steps
     order = TrainingOrder(args.data, batch_size=batch, seed=data.get("data_seed"))
     seed = 0 if args.seed is None else args.seed
-    sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, seed)
+    trained = order.sequences_seen(max(suite.steps(m)[-1] for m in models))  # what the latest checkpoint saw
+    sequences = choose_sequences(order.num_steps * order.batch_size, args.sequences, args.sample, seed, trained)
     config = {"manifest": args.manifest, "data": args.data, "models": args.models, "steps": args.steps,
-              "sequences": args.sequences, "sample": args.sample, "device": args.device}
-    run_args = (suite, order, sequences, args.out, args.per_sequence, args.models, args.steps, args.device,
+              "sequences": args.sequences, "sample": args.sample, "device": args.device,
+              "skipped_checkpoints": chosen.skipped}
+    run_args = (suite, order, sequences, args.out, args.per_sequence, models, steps, args.device,
                 args.eval_batch, not args.quiet, config, {"sample": seed} if args.sample else {}, args.allow_eos)
     from pythia_suite.engines import maybe_client
 
@@ -499,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = tables["memorization"]
     seen = summary[summary["seen"]]
     print(f"wrote {args.out} ({len(summary)} rows) and {store_path_for(args.out)}")
+    if chosen.note():
+        print(f"  {chosen.note()}")
     if args.figures:
         print("wrote " + ", ".join(map(str, write_figures(tables, args.figures))))
     for r in seen.sort_values(["params", "step"]).groupby("model").tail(1).itertuples():

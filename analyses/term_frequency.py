@@ -185,7 +185,6 @@ def run(suite, data: str | os.PathLike, out: str | os.PathLike, models: Sequence
 
     from pythia_suite.data.build import load_tokenizer
     from pythia_suite.data.counts import count_terms, data_tokenizer, parse_terms
-    from pythia_suite.data.order import TrainingOrder
     from pythia_suite.tables import write_table
 
     out = Path(out)
@@ -199,8 +198,7 @@ def run(suite, data: str | os.PathLike, out: str | os.PathLike, models: Sequence
     if tok_path is None:
         raise UserError(f"{data} has no tokenizer in its sidecar; give --tokenizer tokenizer.json")
     tok = load_tokenizer(tok_path)
-    data_info = suite.manifest.get("data") or {}
-    order = TrainingOrder(data, batch_size=data_info.get("batch_size") or 1024, seed=data_info.get("data_seed"))
+    order = suite.order(data)  # checked against the sidecar and the manifest first
     if (late := max(s for _, s in pairs)) > order.num_steps:
         raise UserError(f"checkpoint step {late} is past the data: {data} has {order.num_steps} steps of batch "
                         f"{order.batch_size}")
@@ -262,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.checkpoints import Suite
     from pythia_suite.cli.common import require_parquet
+    from pythia_suite.selection import select
 
     args = build_parser().parse_args(argv)
     require_parquet(args.out)
@@ -274,11 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     resolve_device(args.device)  # before anything is written
     suite = Suite.load(args.manifest)
     suite.check_data(args.data)
-    tables = run(suite, args.data, args.out, args.models, args.steps, args.tasks, sorted(set(args.shots)),
+    chosen = select(suite, args.models, args.steps, args.skip_missing)  # every checkpoint there, before scoring
+    config = dict(vars(args)) | {"skipped_checkpoints": chosen.skipped}
+    tables = run(chosen.suite, args.data, args.out, chosen.models, chosen.steps, args.tasks, sorted(set(args.shots)),
                  args.definition, range(1, args.x2_max + 1), args.tokenizer, args.seed, args.max_new_tokens,
-                 args.eval_batch, args.device, args.workers, not args.quiet, dict(vars(args)))
+                 args.eval_batch, args.device, args.workers, not args.quiet, config)
     gap = tables["term_frequency_gap"]
     print(f"wrote {args.out} ({len(tables['term_frequency'])} rows), its _gap and _counts tables")
+    if chosen.note():
+        print(f"  {chosen.note()}")
     if args.figures:
         print("wrote " + ", ".join(map(str, write_figures(tables, args.figures))))
     for r in gap.sort_values(["params", "task", "shots", "step"]).groupby(["model", "task", "shots"]).tail(1).itertuples():
@@ -297,6 +300,3 @@ def write_figures(tables: dict[str, pd.DataFrame], folder: str | os.PathLike) ->
     k = int(acc["shots"].max())
     figs = [plot_accuracy_vs_frequency(acc, folder / f"term_frequency_{t}.png", t, k) for t in sorted(acc["task"].unique())]
     return figs + [plot_gap_over_training(tables["term_frequency_gap"], folder / "term_frequency_gap.png", k)]
-
-
-# ---- demo step (micro-Pile) ----------------------------------------------------------------------

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .fileio import atomic_outputs, sha256_file
+from .fileio import atomic_outputs, sha256_file, stamped_sha256
 
 SCHEMA = "pythia-suite/manifest/v1"
 HF_SCHEME = "hf://"
@@ -216,6 +216,7 @@ class Suite:
         self.root = root
         self.source = source
         self._models = {m["name"]: m for m in manifest["models"]}
+        self._checked_data: Path | None = None  # the data prefix `check_data` accepted
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> "Suite":
@@ -320,33 +321,22 @@ class Suite:
         columns = ["model", "params", "step", "tokens_seen", "location", "sha256", "parent"]
         return pd.DataFrame(rows, columns=columns)
 
-    def check_data(self, prefix: str | os.PathLike) -> None:
-        """Refuse a dataset this suite was not trained on.
+    def check_data(self, prefix: str | os.PathLike, force: bool = False) -> None:
+        """Refuse a dataset this suite was not trained on, or one that changed since it was built:
+        the items' length against the manifest's ``data.seq_len``, the sha256 of ``.bin`` and
+        ``.idx`` as they are now (measured once, then stamped: `pythia_suite.data.integrity`)
+        against the data sidecar's and the manifest's. Fields the manifest leaves null (the real
+        Pythia index) are not checked."""
+        from .data.integrity import check_dataset
 
-        Compares the items' length with the manifest's ``data.seq_len``, the sha256 of the ``.idx``
-        (recomputed) and of the ``.bin`` (the data sidecar's record, whose ``.idx`` hash must also
-        match; without a sidecar the ``.bin`` is hashed) with the manifest's. Fields the manifest
-        leaves null (the real Pythia index) are not checked.
-        """
-        from .data.indexed import IndexedDataset
-        from .data.sidecar import read_sidecar
-
-        info = self.manifest.get("data") or {}
-        ds = IndexedDataset(prefix)
-        where = f"{ds.prefix} is not the data of suite {self.name!r}"
-        hint = f"pass the data it was trained on ({info.get('prefix')})"
-        seq_len = int(ds.sizes[0]) - 1 if len(ds) else None
-        if info.get("seq_len") is not None and seq_len != info["seq_len"]:
-            raise UserError(f"{where}: its items hold {seq_len}+1 tokens, the suite's seq_len is {info['seq_len']}; {hint}")
-        meta = read_sidecar(prefix) or {}
-        for key, path in (("idx_sha256", ds.idx_path), ("bin_sha256", ds.bin_path)):
-            want = info.get(key)
-            if want is None:
-                continue
-            have = meta.get(key) if key == "bin_sha256" and meta.get("idx_sha256") == info.get("idx_sha256") else None
-            have = have or sha256_file(path)
-            if have != want:
-                raise UserError(f"{where}: {path.name} sha256 {have[:12]}... differs from the manifest's {want[:12]}...; {hint}")
+        info = self.data_info
+        expect = {k: info.get(k) for k in ("bin_sha256", "idx_sha256", "seq_len")}
+        try:
+            check_dataset(prefix, expect, owner=f"suite {self.name!r}", force=force)
+        except UserError as e:
+            raise UserError(f"{e}; pass the data it was trained on ({info.get('prefix')})"
+                            if "is not the data of" in str(e) else str(e)) from None
+        self._checked_data = Path(prefix).resolve()
 
     def load_model(self, model: str, step: int, *, nearest: bool = False, dtype=None, verify: bool = True):
         """The GPTNeoX at (model, step): from its local folder, or from the hub (needs
@@ -431,6 +421,8 @@ class Suite:
         prefix = data if data is not None else self.data_prefix
         if prefix is None:
             raise UserError(f"{self.source} names no local training data; pass its prefix: suite.order(PREFIX)")
+        if self._checked_data != Path(prefix).resolve():
+            self.check_data(prefix)
         return TrainingOrder(prefix, batch_size=self.batch_size, seed=self.data_seed,
                              tokenizer=self.tokenizer_path)
 
@@ -449,7 +441,7 @@ def check_weights_sha256(ck: Checkpoint) -> None:
     weights = ck.path / WEIGHTS
     if not weights.is_file():
         raise UserError(f"{ck.model} step {ck.step}: {weights} is missing")
-    actual = sha256_file(weights)
+    actual = stamped_sha256(weights)  # hashed once per version of the file
     if actual != ck.sha256:
         raise UserError(f"{ck.model} step {ck.step}: {weights} has sha256 {actual[:12]}..., the manifest records "
                         f"{ck.sha256[:12]}...; the file is damaged or was replaced (see `pythia-suite checkpoints verify`)")

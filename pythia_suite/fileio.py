@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from contextlib import contextmanager
@@ -21,6 +22,38 @@ def sha256_file(path: str | os.PathLike) -> str:
         while block := f.read(CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def stamp_dir() -> Path:
+    """Where file hashes are remembered: $PYTHIA_SUITE_CACHE, else ~/.cache/pythia-suite."""
+    root = os.environ.get("PYTHIA_SUITE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pythia-suite"
+    return Path(root) / "sha256"
+
+
+def stamped_sha256(path: str | os.PathLike, force: bool = False) -> str:
+    """sha256 of a file, measured once per version of it: the hash is kept with the file's size,
+    mtime and inode (in `stamp_dir()`, keyed by the absolute path) and trusted while all three are
+    unchanged; `force` hashes again. A stamp that cannot be written only costs the next rehash."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    stamp = stamp_dir() / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".json")
+    if not force:
+        try:
+            old = json.loads(stamp.read_text())
+            if {k: old.get(k) for k in key} == key and isinstance(old.get("sha256"), str):
+                return old["sha256"]
+        except (OSError, ValueError):
+            pass
+    sha = sha256_file(path)
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(stamp)
+        tmp.write_text(json.dumps({**key, "sha256": sha}) + "\n")
+        os.replace(tmp, stamp)
+    except OSError:
+        pass
+    return sha
 
 
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -73,3 +106,53 @@ def refuse_existing(paths: list[Path], force: bool) -> None:
     if existing and not force:
         raise UserError(f"{existing[0]} already exists ({len(existing)} of the outputs do); "
                         "pass --force to replace them, or choose another --out")
+
+
+@contextmanager
+def store_lock(store: str | os.PathLike, what: str = "results store") -> Iterator[Path]:
+    """Hold `STORE.lock` while this process writes `store`, so a second run writing the same store
+    is refused with who holds it instead of mixing its results in. The lock file records pid, host
+    and start time; one left by a process of this host that is gone (killed) is taken over. It is
+    removed on exit, Ctrl-C included. Workers of a cluster write chunks under their driver's lock."""
+    import socket
+    import time
+
+    lock = Path(store).with_name(Path(store).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                lock.unlink(missing_ok=True)  # its writer was killed: take over
+                continue
+            raise UserError(f"{store} is being written by another process (pid {holder.get('pid', '?')} on "
+                            f"{holder.get('host', '?')} since {holder.get('started', '?')}); wait for it to finish, "
+                            f"or delete {lock} if that process is gone") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me) + "\n")
+        break
+    else:
+        raise UserError(f"could not take {lock}: another process keeps replacing it")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+

@@ -153,9 +153,8 @@ def run_intervention(resume_from: str, name: str, transform: str = "pronoun-swap
     if not data.get("prefix"):
         raise UserError(f"{suite.source} records no training data prefix")
     prefix = suite.root / data["prefix"]
+    suite.check_data(prefix)  # the files as they are now, against the sidecar and the manifest
     meta = read_sidecar(prefix) or {}
-    if data.get("bin_sha256") and meta.get("bin_sha256") != data["bin_sha256"]:
-        raise UserError(f"{prefix} is not the data {parent} was trained on (sha256 differs from the manifest's)")
     tmap = build_transform(suite_tokenizer(suite, meta, tokenizer), transform, word_map)
     record = {"parent": parent, "resume_step": resume, "start_step": start, "transform": tmap.describe()}
     existing = {m["name"]: m for m in suite.manifest["models"]}
@@ -207,6 +206,7 @@ def transform_counts(suite: Suite, model: str, steps: list[int] | None = None,
         raise UserError(f"{model} is not an intervention (no 'intervention' record in the manifest)")
     data = suite.manifest["data"]
     prefix = suite.root / data["prefix"]
+    suite.check_data(prefix)
     meta = read_sidecar(prefix) or {}
     from .data.build import load_tokenizer
 

@@ -160,6 +160,7 @@ def listing(root: Path) -> dict[str, bytes]:
 
 def copy_prefix(src: Path, dst_dir: Path, name: str | None = None) -> Path:
     """Copy PREFIX.* (bin, idx, json, tokenizer.json if present) into dst_dir; returns the new prefix."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
     dst = dst_dir / (name or src.name)
     for ext in (".bin", ".idx", ".json", ".tokenizer.json"):
         p = Path(f"{src}{ext}")
@@ -176,9 +177,13 @@ def flip_byte(path: Path, offset: int) -> None:
 
 def pytest_configure(config):
     """PYTHIA_SUITE_TEST_THREADS=N runs the suite with torch.set_num_threads(N) (besides
-    OMP_NUM_THREADS, which the subprocesses inherit): every bound must hold on any thread count."""
+    OMP_NUM_THREADS, which the subprocesses inherit): every bound must hold on any thread count.
+    File-hash stamps go to a fresh folder of this run."""
     import os
+    import tempfile
 
+    # file-hash stamps (pythia_suite.fileio.stamped_sha256) of this run, not of the user's cache
+    os.environ["PYTHIA_SUITE_CACHE"] = tempfile.mkdtemp(prefix="pythia-suite-test-cache-")
     if threads := os.environ.get("PYTHIA_SUITE_TEST_THREADS"):
         import torch
 

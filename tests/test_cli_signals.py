@@ -1,4 +1,4 @@
-"""How `pythia-suite` ends when its reader goes away (Ctrl-C: tests/test_memorization.py).
+"""How `pythia-suite` ends when its reader goes away (Ctrl-C and SIGTERM: tests/test_memorization.py).
 
     .venv/bin/python -m pytest tests/test_cli_signals.py -q
 """

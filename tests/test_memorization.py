@@ -10,6 +10,7 @@ of batch 8, checkpoints 0, 1, 2, 4, 8, 12 (so step 4 has seen sequences 0..31 an
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -375,7 +376,9 @@ def test_cli_sample_models_steps(manifest, prefix, order, tmp_path, capsys):
     import zarr
 
     seqs = zarr.open_group(tmp_path / "m.zarr", mode="r")["sequence"][:]
-    assert np.array_equal(seqs, mem.choose_sequences(order.num_steps * BATCH, sample=20, seed=1))
+    trained = order.sequences_seen(Suite.load(manifest).steps("micro-50k")[-1])
+    assert trained < order.num_steps * BATCH and seqs.max() < trained  # drawn from trained sequences only
+    assert np.array_equal(seqs, mem.choose_sequences(order.num_steps * BATCH, sample=20, seed=1, n_trained=trained))
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +416,7 @@ def test_cli_errors(case, manifest, prefix, short_data, other_data, tmp_path, ca
         "missing-data": "nope",
         "short-data": "is not the data of suite 'suite': its items hold 16\\+1 tokens, the suite's seq_len is 63",
         "sample-too-large": "--sample 100000 out of range",
-        "other-data": r"is not the data of suite 'suite': corpus\.bin sha256 .* differs from the manifest's",
+        "other-data": r"is not the data of suite 'suite': corpus\.bin sha256 .* differs from the .* it was trained on",
         "seed-without-sample": "--seed only seeds --sample",
         "batch-size-disagrees": "--batch-size 4 disagrees with the batch size 8",
         "per-sequence-is-out": "--per-sequence .*m.parquet would overwrite one of the summary tables",
@@ -538,6 +541,26 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing(manifest, prefix, tmp_pa
     assert rc == 130 and one_error_line(err) == "error: interrupted"
     assert not out.exists() or list(out.iterdir()) == []  # no empty store, no partial table
 
+
+
+def test_sigterm_is_one_line_exit_143_releases_the_lock_and_leaves_nothing(manifest, prefix, tmp_path, capsys,
+                                                                            monkeypatch):
+    """A scheduler's kill (SIGTERM) runs every `finally` like Ctrl-C: no lock, no empty store."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def killed(*args, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the CLI's handler before this returns
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(mem, "score_sequences", killed)
+    out = tmp_path / "results"
+    rc, _, err = run_cli(capsys, "memorization", "--manifest", manifest, "--data", prefix, "--sequences", "0:8",
+                         "--out", out / "m.parquet", "--quiet")
+    assert rc == 143 and one_error_line(err) == "error: terminated (SIGTERM)"
+    assert not out.exists() or list(out.iterdir()) == []  # no store, no table, no STORE.lock
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI's handler is gone again
 
 # ---- on a Dask cluster (127.0.0.1 only) ------------------------------------------------------------
 

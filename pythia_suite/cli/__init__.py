@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from ..errors import UserError
 from .checkpoints import add_checkpoints
@@ -48,12 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's kill, `kill PID`) raised where the program is, like Ctrl-C, so that
+    every `finally` runs: a Dask cluster's workers are stopped, store locks and temp files removed."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from ..data.integrity import FORCE_ENV
     from ..registry import ANALYSES, available, resolve
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    forced = os.environ.get(FORCE_ENV)  # --verify-data sets it for this command (and its workers) only
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        on_term = signal.signal(signal.SIGTERM, _raise_terminated)
     # a library warning is one readable line here, not a source location
     show = warnings.showwarning
     warnings.showwarning = lambda message, *rest, **kw: print(f"warning: {message}", file=sys.stderr)
@@ -77,8 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # unwritable output folder, disk full, ...
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, Terminated):
+            print("error: terminated (SIGTERM)", file=sys.stderr)
+            return 143  # 128 + SIGTERM, what the shell reports for a process the signal killed
         print("error: interrupted", file=sys.stderr)
         return 130
     finally:
         warnings.showwarning = show
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+        if forced is None:
+            os.environ.pop(FORCE_ENV, None)
+        else:
+            os.environ[FORCE_ENV] = forced

@@ -4,6 +4,7 @@ subcommand helpers."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,31 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _VerifyData(argparse.Action):
+    """--verify-data: hash the data in full, ignoring the stamps of earlier checks (the same as
+    PYTHIA_SUITE_VERIFY_DATA=1, which it sets, so workers started from here do as well)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..data.integrity import FORCE_ENV
+
+        os.environ[FORCE_ENV] = "1"
+        setattr(namespace, self.dest, True)
+
+
+def add_verify_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verify-data", action=_VerifyData,
+                   help="hash the data in full before using it, not trusting the size/mtime stamp of an earlier check")
+
+
+def add_skip_missing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-missing", action="store_true",
+                   help="score the checkpoints that are there and verify, recording the missing or damaged ones "
+                        "(default: refuse before scoring anything)")
+
+
 def analysis_parser(name: str, doc: str, example: str, data: bool = True,
                     models_help: str = "models to evaluate (default: all)") -> Parser:
     """The parser of `pythia-suite <analysis>`, with the options every case study shares: which
@@ -27,8 +53,10 @@ def analysis_parser(name: str, doc: str, example: str, data: bool = True,
     p.add_argument("--manifest", required=True, help="checkpoints_manifest.json of the suite (or its folder)")
     if data:
         p.add_argument("--data", required=True, help="the suite's preshuffled dataset prefix")
+        add_verify_data(p)
     p.add_argument("--models", nargs="+", help=models_help)
     p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps (default: every checkpoint)")
+    add_skip_missing(p)
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--figures", metavar="DIR", help="also write the figures (PNG) into DIR, the same the demo shows")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_cluster_options, command
+from .common import add_cluster_options, add_verify_data, command
 
 
 def read_terms_file(path: str) -> list[str]:
@@ -73,6 +73,7 @@ def add_counts(subparsers) -> None:
     g.add_argument("--terms", nargs="+", help="terms: numbers, a range LOW..HIGH, text, or ids:ID,ID,...")
     g.add_argument("--terms-file", help="a file with one term per line")
     p.add_argument("--data", required=True, help="preshuffled dataset prefix")
+    add_verify_data(p)
     p.add_argument("--manifest", help="a suite's manifest: its batch size, data seed and checkpoint steps")
     p.add_argument("--batch-size", type=int, default=1024, help="sequences per step without a manifest (default 1024)")
     p.add_argument("--definition", choices=DEFINITIONS, default="token",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .common import Parser, command, help_of
+from .common import Parser, add_verify_data, command, help_of
 
 
 def cmd_data_build(args) -> int:
@@ -36,6 +36,7 @@ def cmd_data_build(args) -> int:
 def cmd_data_batch(args) -> int:
     import numpy as np
 
+    from ..data.integrity import check_dataset
     from ..data.order import TrainingOrder, batch_fingerprint
     from ..fileio import atomic_outputs
 
@@ -43,9 +44,17 @@ def cmd_data_batch(args) -> int:
         raise UserError("give --out FILE.npy (the tokens) or --text (print them as text), or both")
     if args.out is not None and Path(args.out).suffix != ".npy":
         raise UserError(f"--out must name a .npy file, got {args.out}")
+    check_dataset(args.prefix)  # against its sidecar's checksums (stamped: hashed once per version of the file)
     order = TrainingOrder(args.prefix, batch_size=args.batch_size)
     end = args.step if args.end_step is None else args.end_step
     tokens = order.batches(args.step, end)
+    vocab = (order.sidecar or {}).get("vocab_size")
+    if vocab is not None and len(tokens) and (top := int(tokens.max())) >= vocab:
+        row, col = (int(i) for i in np.argwhere(tokens == top)[0])
+        seq = args.step * order.batch_size + row
+        raise UserError(f"sequence {seq} (step {order.step_of(seq)}, position {col}) holds token id {top}, outside "
+                        f"the vocabulary of {vocab} its sidecar records: the data may be damaged "
+                        f"(`pythia-suite data verify {args.prefix}`)")
     steps = f"step {args.step}" if end == args.step else f"steps {args.step}..{end} (inclusive)"
     if args.out is not None:
         out = Path(args.out)
@@ -123,6 +132,7 @@ def add_data(subparsers) -> None:
                    "dtype as stored")
     p.add_argument("--text", action="store_true",
                    help="print every sequence as text (the data's tokenizer, from its sidecar) to stdout")
+    add_verify_data(p)
 
     p = command(sub, "verify", "check structure and recompute checksums against the sidecar",
              "pythia-suite data verify data/corpus", cmd_data_verify)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_cluster_options, command
+from .common import add_cluster_options, add_skip_missing, command
 
 
 def cmd_evaluate(args) -> int:
@@ -11,7 +11,7 @@ def cmd_evaluate(args) -> int:
     settings = EvalSettings(
         tasks=args.tasks, include_path=args.include_path or [], models=args.models, steps=args.steps,
         num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size, device=args.device,
-        online=args.online, bootstrap_iters=args.bootstrap_iters,
+        online=args.online, bootstrap_iters=args.bootstrap_iters, skip_missing=args.skip_missing,
     )
     from ..engines import maybe_client
 
@@ -19,6 +19,11 @@ def cmd_evaluate(args) -> int:
         out = evaluate_suite(args.manifest, args.out, settings, per_item=args.per_item, fresh=args.fresh,
                              progress=not args.quiet, client=client)
     print(f"wrote {out}" + (f" and {args.per_item}" if args.per_item else ""))
+    from ..selection import skipped_note
+    from ..tables import read_table_meta
+
+    if note := skipped_note(read_table_meta(out).get("config", {}).get("skipped_checkpoints") or []):
+        print(f"  {note}")
     return 0
 
 
@@ -53,6 +58,7 @@ def add_evaluate(subparsers) -> None:
                         "the harness'); 0 skips them")
     p.add_argument("--online", action="store_true", help="allow downloading task data and hub checkpoints")
     p.add_argument("--fresh", action="store_true", help="discard finished cells (OUT.parts/) and start over")
+    add_skip_missing(p)
     add_cluster_options(p, "evaluate (one checkpoint per task)", "this package, lm-eval and the suite's files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UserError
-from .common import command
+from .common import add_verify_data, command
 
 
 def cmd_train(args) -> int:
@@ -58,6 +58,7 @@ def add_train(subparsers) -> None:
     p.epilog += (f"\n\nsizes:\n  micro (CPU): {', '.join(MICRO_SIZES)}\n"
                  f"  pythia:      {', '.join(PYTHIA_SIZES)} (also as pythia-70m, ...)")
     p.add_argument("--data", help="preshuffled dataset prefix (from `data build`)")
+    add_verify_data(p)
     p.add_argument("--out", help="suite folder: SUITE/<model>/step<N>/ and the manifest")
     p.add_argument("--sizes", nargs="+", default=list(MICRO_SIZES), help="sizes to train (default: the micro family)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: every full batch of the data)")

@@ -48,6 +48,7 @@ import os
 import re
 import string
 from collections import Counter
+from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,6 +58,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import store_lock
 
 DEFINITIONS = ("token", "pythia")
 BLOCK_TOKENS = 1 << 22  # tokens a worker reads at once (at least one step); temporaries are ~20 bytes each
@@ -464,39 +466,41 @@ def count_terms(prefix: str | os.PathLike, terms: Sequence[Term], batch_size: in
     identity = {"data": order.dataset.prefix.name, "n_items": len(order.dataset), "item_len": order.item_len,
                 "batch_size": order.batch_size, "data_seed": seed, "definition": definition,
                 "ids": [list(t.ids) for t in terms]}
-    group = _open_store(Path(store), labels, identity, n_steps, chunk) if store is not None else None
-    count = group["count"][:] if group is not None else np.zeros((len(terms), n_steps), np.int64)
-    done = group["done"][:] if group is not None else np.zeros(len(spans), bool)
-    todo = [ci for ci in range(len(spans)) if not done[ci]][: max_chunks]
-    tasks = [(job, ci, *spans[ci]) for ci in todo]
-    bar = tqdm(total=len(tasks), desc=f"counts ({definition})", unit="chunk", disable=None if progress else True,
-               leave=False)
+    # a second run on the same store is refused while this one writes it
+    with store_lock(store) if store is not None else nullcontext():
+        group = _open_store(Path(store), labels, identity, n_steps, chunk) if store is not None else None
+        count = group["count"][:] if group is not None else np.zeros((len(terms), n_steps), np.int64)
+        done = group["done"][:] if group is not None else np.zeros(len(spans), bool)
+        todo = [ci for ci in range(len(spans)) if not done[ci]][: max_chunks]
+        tasks = [(job, ci, *spans[ci]) for ci in todo]
+        bar = tqdm(total=len(tasks), desc=f"counts ({definition})", unit="chunk", disable=None if progress else True,
+                   leave=False)
 
-    def store_chunk(ci: int, block: np.ndarray) -> None:
-        a, b = spans[ci]
-        count[:, a : b + 1] = block
-        if group is not None:
-            group["count"][:, a : b + 1] = block
-            group["done"][ci] = True  # last: a chunk counts only once its data is written
-        bar.update(1)
+        def store_chunk(ci: int, block: np.ndarray) -> None:
+            a, b = spans[ci]
+            count[:, a : b + 1] = block
+            if group is not None:
+                group["count"][:, a : b + 1] = block
+                group["done"][ci] = True  # last: a chunk counts only once its data is written
+            bar.update(1)
 
-    if client is not None:
-        from ..engines import run_tasks
+        if client is not None:
+            from ..engines import run_tasks
 
-        run_tasks(client, _count_chunk, tasks, progress=lambda result: store_chunk(*result))
-    elif workers == 1 or len(tasks) <= 1:
-        for t in tasks:
-            store_chunk(*_count_chunk(t))
-    else:
-        import multiprocessing as mp
+            run_tasks(client, _count_chunk, tasks, progress=lambda result: store_chunk(*result))
+        elif workers == 1 or len(tasks) <= 1:
+            for t in tasks:
+                store_chunk(*_count_chunk(t))
+        else:
+            import multiprocessing as mp
 
-        # fork where there is one: no re-import of the caller's script; workers use numpy and tokenizers
-        # only, never torch, so torch thread pools in the parent do not matter
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-            for ci, block in pool.map(_count_chunk, tasks):
-                store_chunk(ci, block)
-    bar.close()
+            # fork where there is one: no re-import of the caller's script; workers use numpy and tokenizers
+            # only, never torch, so torch thread pools in the parent do not matter
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+                for ci, block in pool.map(_count_chunk, tasks):
+                    store_chunk(ci, block)
+        bar.close()
     return Counts(labels, count, definition, order.batch_size, order.seq_len)
 
 

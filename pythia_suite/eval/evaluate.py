@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..fileio import atomic_outputs
+from ..fileio import atomic_outputs, store_lock
 
 FEWSHOT_SEED = 1234  # the harness' default seeds, set again before every cell so order cannot matter
 NUMPY_SEED = 1234
@@ -57,6 +57,7 @@ class EvalSettings:
     device: str = "cpu"
     online: bool = False
     bootstrap_iters: int = 100_000  # the harness' default (used only by non-mean metrics)
+    skip_missing: bool = False  # score the checkpoints that are there, recording the others (default: refuse)
 
     def fingerprint(self, task_configs: dict[str, dict]) -> dict:
         """What a finished cell's numbers depend on, to refuse resuming with other settings."""
@@ -154,17 +155,19 @@ def _task_load_error(name: str, e: Exception, online: bool) -> str:
 # ---- the grid ---------------------------------------------------------------------------------
 
 
-def select_checkpoints(suite, models: list[str] | None, steps: list[int] | None) -> list:
-    """The checkpoints of `models` (default all) at `steps` (default all of each model's)."""
-    chosen = []
+def select_checkpoints(suite, models: list[str] | None, steps: list[int] | None,
+                       skip_missing: bool = False) -> tuple[list, list[dict]]:
+    """The checkpoints of `models` (default all) at `steps` (default all of each model's; every
+    model must have each step), each checked present and intact before anything is scored
+    (`pythia_suite.selection`); the skipped ones as {"model", "step", "problem"}."""
+    from ..selection import select
+
     for model in models or suite.models():
-        if steps is None:
-            chosen += suite.checkpoints(model)
-        else:
-            chosen += [suite.resolve(model, s) for s in sorted(set(steps))]  # unknown step: error with nearest
-    if not chosen:
-        raise UserError(f"no checkpoints selected in {suite.source}")
-    return chosen
+        for s in sorted(set(steps or [])):
+            suite.resolve(model, s)  # unknown step: error with nearest
+    chosen = select(suite, models, steps, skip_missing)
+    cells = [ck for m in chosen.models for ck in chosen.suite.checkpoints(m) if steps is None or ck.step in steps]
+    return cells, chosen.skipped
 
 
 def checkpoint_folder(ck) -> Path:
@@ -372,44 +375,45 @@ def evaluate_suite(manifest: str | os.PathLike, out: str | os.PathLike, settings
     if settings.num_fewshot is not None and settings.num_fewshot < 0:
         raise UserError(f"--num-fewshot must be >= 0, got {settings.num_fewshot}")
     suite = Suite.load(manifest)
-    cells = select_checkpoints(suite, settings.models, settings.steps)
+    cells, skipped = select_checkpoints(suite, settings.models, settings.steps, settings.skip_missing)
     set_offline(not settings.online)
     require_lm_eval()
     _quiet_harness()
     tasks = load_tasks(settings.tasks, settings.include_path, settings.num_fewshot, settings.online)
     fingerprint = settings.fingerprint({name: t.dump_config() for name, t in tasks.items()})
     parts = _parts_dir(out)
-    _check_parts(parts, fingerprint, fresh)
-    grid = [(ck, name) for ck in cells for name in tasks]
+    with store_lock(parts):  # a second run into the same OUT.parts/ is refused while this one writes
+        _check_parts(parts, fingerprint, fresh)
+        grid = [(ck, name) for ck in cells for name in tasks]
 
-    def done(ck, name) -> bool:
-        table, items = _cell_paths(parts, ck, name)
-        return table.is_file() and (per_item is None or items.is_file())
+        def done(ck, name) -> bool:
+            table, items = _cell_paths(parts, ck, name)
+            return table.is_file() and (per_item is None or items.is_file())
 
-    groups = [CheckpointCells(str(Path(manifest).resolve()), str(out.resolve()), settings, ck.model, ck.step,
-                              tuple(n for n in tasks if not done(ck, n)), per_item is not None, fingerprint)
-              for ck in cells]
-    groups = [g for g in groups if g.task_names]
-    todo = sum(len(g.task_names) for g in groups)
-    bar = tqdm(total=len(grid), initial=len(grid) - todo, desc="evaluate", unit="cell",
-               disable=None if progress else True)
-    if client is None:
-        from .harness import SuiteLM
+        groups = [CheckpointCells(str(Path(manifest).resolve()), str(out.resolve()), settings, ck.model, ck.step,
+                                  tuple(n for n in tasks if not done(ck, n)), per_item is not None, fingerprint)
+                  for ck in cells]
+        groups = [g for g in groups if g.task_names]
+        todo = sum(len(g.task_names) for g in groups)
+        bar = tqdm(total=len(grid), initial=len(grid) - todo, desc="evaluate", unit="cell",
+                   disable=None if progress else True)
+        if client is None:
+            from .harness import SuiteLM
 
-        lm = SuiteLM(batch_size=settings.batch_size, device=settings.device)
-        for g in groups:
-            run_cells(g, tasks, lm, on_cell=lambda label: (bar.set_postfix_str(label), bar.update(1)))
-    else:
-        from ..engines import run_tasks
+            lm = SuiteLM(batch_size=settings.batch_size, device=settings.device)
+            for g in groups:
+                run_cells(g, tasks, lm, on_cell=lambda label: (bar.set_postfix_str(label), bar.update(1)))
+        else:
+            from ..engines import run_tasks
 
-        run_tasks(client, run_cells, groups, progress=bar.update)
-    bar.close()
-    meta = dict(config=asdict(settings) | {"manifest": str(manifest)}, seeds=_seeds())
-    write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[0]) for ck, n in grid], ignore_index=True),
-                out, "evaluate", **meta)
-    if per_item is not None:
-        write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[1]) for ck, n in grid], ignore_index=True),
-                    per_item, "evaluate_items", **meta)
+            run_tasks(client, run_cells, groups, progress=bar.update)
+        bar.close()
+        meta = dict(config=asdict(settings) | {"manifest": str(manifest), "skipped_checkpoints": skipped}, seeds=_seeds())
+        write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[0]) for ck, n in grid], ignore_index=True),
+                    out, "evaluate", **meta)
+        if per_item is not None:
+            write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[1]) for ck, n in grid], ignore_index=True),
+                        per_item, "evaluate_items", **meta)
     return out
 
 

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoints import SCHEMA, WEIGHTS, checkpoint_steps, write_manifest
 from ..data.order import TrainingOrder, batch_fingerprint
+from ..data.integrity import check_dataset, measured_hashes
 from ..data.sidecar import read_sidecar
 from ..devices import resolve_device
 from ..distributed import Engine, Ranks, backward, local_device, no_sync, ranks_from_env, update, wrap
@@ -56,6 +57,16 @@ from .settings import Run, TrainingDiverged, TrainSettings, Validation, lr_at, o
 from .state import check_settings, load_trainer_state, recorded_sha, resume_point, save_gathered, verify_resume_point
 
 MANIFEST = "checkpoints_manifest.json"
+
+
+def out_of_vocabulary(token: int, vocab: int, recorded: int | None, data, where: str) -> str:
+    """The message for a token id the model cannot embed; when the data's own sidecar records a
+    vocabulary that the id is also outside, the data itself is suspect."""
+    if recorded is not None and token >= recorded:
+        return (f"token id {token} {where} of {data} is outside its sidecar's vocabulary of {recorded}: the data may "
+                f"be damaged (`pythia-suite data verify {data}` checks it against its checksums)")
+    return (f"vocabulary of {vocab} is smaller than the data's token id {token} {where}; pass a larger "
+            "--vocab-size (the data sidecar's vocab_size)")
 
 
 def _validation(order: TrainingOrder, total: int, requested: int | None) -> Validation:
@@ -98,12 +109,14 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
         raise UserError(f"--micro-batch {s.micro_batch} must divide --batch-size {s.batch_size}")
     ranks.check_batch(s.batch_size, s.micro_batch)
     meta = read_sidecar(data) or {}
+    check_dataset(data)  # against its sidecar, before anything is trained or recorded
+    measured = measured_hashes(data)  # what the manifest records: the files as they are (stamped)
     vocab = s.vocab_size or meta.get("vocab_size")
     if vocab is None:
         raise UserError(f"{data} has no sidecar with a vocabulary size; pass --vocab-size")
     max_id = int(order.batch(0).max())
     if max_id >= vocab:
-        raise UserError(f"vocabulary of {vocab} is smaller than the data's token id {max_id}; pass a larger --vocab-size")
+        raise UserError(out_of_vocabulary(max_id, vocab, meta.get("vocab_size"), data, "at step 0"))
     schedule = checkpoint_steps(total, s.checkpoint_every)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +128,8 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
                          tokenizer=tokenizer_file))
     data_info = {
         "prefix": os.path.relpath(Path(data).resolve(), out.resolve()),
-        "bin_sha256": meta.get("bin_sha256"),
-        "idx_sha256": meta.get("idx_sha256"),
+        "bin_sha256": measured["bin_sha256"],
+        "idx_sha256": measured["idx_sha256"],
         "seq_len": order.seq_len,
         "batch_size": s.batch_size,
         "data_seed": s.data_seed,
@@ -133,7 +146,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike, settings: TrainSettin
 
     for run in runs:
         summary = train_model(order, out, run, total, schedule, s, progress, on_checkpoint=write,
-                              data_sha=meta.get("bin_sha256"), recorded=recorded.get(run.name, {}), ranks=ranks,
+                              data_sha=measured["bin_sha256"], recorded=recorded.get(run.name, {}), ranks=ranks,
                               device=device, validation=validation)
         if not ranks.is_main:
             continue
@@ -274,8 +287,9 @@ def train_model(order: TrainingOrder, out: Path, run: Run, total: int, schedule:
     for step in bar:
         batch = order.batch(step) if transform is None else transform(step, order.batch(step))
         if (max_id := int(batch.max())) >= run.config.vocab_size:
-            raise UserError(f"token id {max_id} at step {step} is outside the model's {run.config.vocab_size} "
-                            f"embedding rows; pass a larger --vocab-size (the data sidecar's vocab_size)")
+            recorded = (read_sidecar(order.dataset.prefix) or {}).get("vocab_size")
+            raise UserError(out_of_vocabulary(max_id, run.config.vocab_size, recorded, order.dataset.prefix,
+                                              f"at step {step}"))
         tokens = torch.from_numpy(batch[rows_of_rank].astype(np.int64)).to(device)
         lr = lr_at(step, total, run.peak_lr, s.warmup_frac, s.min_lr_frac)
         for g in opt.param_groups:
