@@ -34,7 +34,7 @@ from pythia_suite.checkpoints import Suite
 from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN, score_sequences
 from pythia_suite.data import TrainingOrder
 from pythia_suite.errors import UserError
-from pythia_suite.fileio import store_lock
+from pythia_suite.fileio import lock_holder, store_lock
 from pythia_suite.selection import select
 
 CHUNK = 1024  # sequences per zarr chunk (and per unit of resumable work)
@@ -167,11 +167,11 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
                         f"continuation {CONTINUATION_LEN}")
     identity = {"suite": suite.name, "data": str(order.dataset.prefix.name), "batch_size": order.batch_size,
                 "data_seed": order.seed}
-    with store_lock(store_path):  # a second run on the same store is refused, not mixed in
+    with store_lock(store_path) as lock:  # a second run on the same store is refused, not mixed in
         created = not Path(store_path).exists()
         store = Store.open(store_path, models, steps, sequences, identity, allow_eos)
         try:
-            _fill(store, suite, order, models, steps, device, batch_size, progress, allow_eos, client)
+            _fill(store, suite, order, models, steps, device, batch_size, progress, allow_eos, client, lock)
         except BaseException:
             if created and not store.group["done"][:].any():
                 import shutil
@@ -182,7 +182,7 @@ def run(suite: Suite, order: TrainingOrder, sequences: np.ndarray, store_path: s
 
 
 def _fill(store: Store, suite: Suite, order: TrainingOrder, models: list[str], steps: list[int], device: str,
-          batch_size: int | None, progress: bool, allow_eos: bool, client=None) -> None:
+          batch_size: int | None, progress: bool, allow_eos: bool, client=None, lock: Path | None = None) -> None:
     """Compute every (model, step, chunk) not yet done: serially, one model load per (model, step),
     or as Dask tasks of (model, step, chunks) groups, each loading its model once."""
     from pythia_suite.progress import progress_bar
@@ -204,7 +204,7 @@ def _fill(store: Store, suite: Suite, order: TrainingOrder, models: list[str], s
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         tasks = [Group(suite.manifest, str(suite.root), suite.source, str(order.dataset.prefix), order.batch_size,
                        order.seed, str(store.path), models[mi], steps[si], mi, si, tuple(part), device, batch_size,
-                       allow_eos)
+                       allow_eos, str(lock) if lock else None, lock_holder(lock) if lock else None)
                  for (mi, si), chunks in todo.items() for part in _split(chunks, len(todo), n_workers)]
         run_tasks(client, score_group, tasks, progress=bar.update)
     bar.close()
@@ -252,11 +252,15 @@ class Group:
     device: str
     eval_batch: int | None
     allow_eos: bool
+    lock: str | None = None  # the driver's STORE.lock and its text: the task stops once another run holds it
+    holder: str | None = None
 
 
 def score_group(g: Group) -> int:
     """Run on a worker: score the group's chunks not yet done and write them (idempotent: a retry
-    after a killed worker recomputes the same values). Returns the chunks written."""
+    after a killed worker recomputes the same values). Before each chunk it checks that its driver
+    still holds the store's lock: a task a killed driver left on a shared cluster stops there,
+    leaving the chunk to the run that holds the lock now. Returns the chunks written."""
     suite = Suite(g.manifest, Path(g.root), g.source)
     order = TrainingOrder(g.data, batch_size=g.batch_size, seed=g.data_seed)
     store = Store.attach(g.store)
@@ -264,7 +268,9 @@ def score_group(g: Group) -> int:
     chunks = [ci for ci in g.chunks if not done[ci]]
     if chunks:
         net = _load(suite, g.model, g.step, g.device)
-        for ci in chunks:
+        for n, ci in enumerate(chunks):
+            if g.lock is not None and lock_holder(g.lock) != g.holder:
+                return len(g.chunks) - len(chunks) + n  # its driver is gone: the chunks left are another run's
             _score_chunk(store, net, order, g.mi, g.si, ci, g.eval_batch, g.allow_eos)
     return len(g.chunks)
 

@@ -113,7 +113,9 @@ def store_lock(store: str | os.PathLike, what: str = "results store") -> Iterato
     """Hold `STORE.lock` while this process writes `store`, so a second run writing the same store
     is refused with who holds it instead of mixing its results in. The lock file records pid, host
     and start time; one left by a process of this host that is gone (killed) is taken over. It is
-    removed on exit, Ctrl-C included. Workers of a cluster write chunks under their driver's lock."""
+    removed on exit, Ctrl-C included. Workers of a cluster write chunks under their driver's lock,
+    and stop when it is no longer their driver's (`lock_holder`): tasks a killed driver left running
+    on a long-lived cluster then do not compete with the rerun."""
     import socket
     import time
 
@@ -143,6 +145,15 @@ def store_lock(store: str | os.PathLike, what: str = "results store") -> Iterato
         yield lock
     finally:
         lock.unlink(missing_ok=True)
+
+
+def lock_holder(lock: str | os.PathLike) -> str | None:
+    """Who holds `lock` (the text `store_lock` wrote: pid, host, start), or None when no one does.
+    A worker compares it with its driver's at the start of each unit of work."""
+    try:
+        return Path(lock).read_text()
+    except FileNotFoundError:
+        return None
 
 
 def _alive(pid) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import pytest
 
 import analyses.memorization as mem
 from _train_helpers import build_data, make_corpus, one_error_line, run_cli, run_train
+from pythia_suite import fileio
 from pythia_suite.checkpoints import Suite
 from pythia_suite.eval.continuation import score_sequences
 from pythia_suite.data import TrainingOrder, build
@@ -617,6 +619,22 @@ def test_a_killed_driver_resumes_and_a_killed_worker_is_retried(reference, suite
     assert list(mem.run(suite, order, SEQUENCES, path, steps=STEPS, progress=False).group["done"][:].ravel()) \
         == [True] * (len(SIZES) * len(STEPS) * 4)
 
+
+def test_a_task_whose_driver_lost_the_lock_stops_before_scoring(suite, order, tmp_path, monkeypatch):
+    """A task left on a shared cluster by a killed driver: the rerun holds the store's lock now,
+    so the task writes nothing more (it would only compete with the rerun)."""
+    monkeypatch.setattr(mem, "CHUNK", CHUNK)
+    path = tmp_path / "k.zarr"
+    identity = {"suite": suite.name, "data": order.dataset.prefix.name, "batch_size": order.batch_size,
+                "data_seed": order.seed}
+    store = mem.Store.open(path, SIZES, STEPS, SEQUENCES, identity)
+    group = mem.Group(suite.manifest, str(suite.root), suite.source, str(order.dataset.prefix), order.batch_size,
+                      order.seed, str(path), SIZES[0], STEPS[0], 0, 0, (0, 1), "cpu", None, False)
+    with fileio.store_lock(path) as lock:  # the rerun's lock; the task was scheduled under the killed run's
+        stale = replace(group, lock=str(lock), holder='{"pid": 1, "host": "gone"}\n')
+        assert mem.score_group(stale) == 0 and not store.group["done"][:].any()
+        assert mem.score_group(replace(group, lock=str(lock), holder=fileio.lock_holder(lock))) == 2
+    assert store.group["done"][0, 0, :2].all()
 
 def test_cli_workers_match_serial(manifest, prefix, tmp_path, capsys):
     pytest.importorskip("distributed")
