@@ -3,7 +3,8 @@
 Long format: one row per observation, one column per variable. Every table starts with the keys
 ``suite, model, params, step, tokens_seen``. Tables are Parquet files whose metadata block
 (key ``pythia_suite``) holds the package version, the git commit (if any), the seeds and the
-configuration of the command that wrote them; `read_table_meta` returns it.
+configuration of the command that wrote them, and the notes on degenerate results
+(`pythia_suite.notes`); `read_table_meta` returns it.
 """
 
 from __future__ import annotations
@@ -195,8 +196,9 @@ def conform(df: pd.DataFrame, schema: str) -> pd.DataFrame:
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, schema: str, config: dict | None = None,
-                seeds: dict | None = None) -> Path:
-    """Check `df` against `schema` and write it as Parquet with the metadata block (atomically)."""
+                seeds: dict | None = None, notes: list[str] | None = None) -> Path:
+    """Check `df` against `schema` and write it as Parquet with the metadata block (atomically).
+    `notes` (`pythia_suite.notes`) say where a result is degenerate; ``[]`` when none is."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -208,6 +210,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, schema: str, config: 
         "git_commit": git_commit(),
         "seeds": seeds or {},
         "config": config or {},
+        "notes": list(notes or []),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str)})
     path = Path(path)
@@ -228,7 +231,7 @@ def read_table_meta(path: str | os.PathLike) -> dict:
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A table written by `write_table`, with its metadata block (schema, version, git commit,
-    seeds, config) in ``df.attrs``; a user mistake (missing or foreign file) raises UserError."""
+    seeds, config, notes) in ``df.attrs``; a user mistake (missing or foreign file) raises UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"table not found: {path}")
