@@ -310,6 +310,35 @@ def compare_interventions(suite: Suite, table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
+def degenerate_notes(suite: Suite, table: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
+    """Notes (`pythia_suite.notes`): an intervention whose weights are its parent's at the same
+    step (or whose every metric equals the parent's), accuracies at floor, and two-way choices
+    (WinoBias by log-likelihood: chance 1/2) not distinguishable from chance."""
+    from pythia_suite.notes import accuracy_notes
+
+    notes = []
+    for m in comparison["model"].unique():
+        rec, parent = suite.model_info(m)["intervention"], suite.model_info(m)["intervention"]["parent"]
+        mine = {c["step"]: c.get("sha256") for c in suite.model_info(m)["checkpoints"] if c["step"] > rec["resume_step"]}
+        theirs = {c["step"]: c.get("sha256") for c in suite.model_info(parent)["checkpoints"]}
+        same = [s for s, h in mine.items() if h and theirs.get(s) == h]
+        if same:
+            notes.append(f"{m} is identical to its parent {parent} at step(s) {', '.join(map(str, sorted(same)))} "
+                         "(same weights sha256): the transform changed nothing it trained on")
+        c = comparison[(comparison["model"] == m) & comparison["parent_value"].notna()]
+        if not same and len(c) and (c["value"] == c["parent_value"]).all():
+            notes.append(f"{m}: every metric equals its parent's at the same steps; the intervention shows no effect")
+    cells = []
+    for r in table[table["metric"].str.startswith("acc")].itertuples():
+        label = f"{r.model} step {r.step} {r.benchmark} {r.subset} {r.metric}"
+        if r.metric == "acc_generate":  # a mean over prompt templates: only the floor is a count
+            cells.append((label, 0 if r.value == 0 else r.n_items, r.n_items, None))
+        else:  # WinoBias by log-likelihood chooses between two candidates
+            chance = 0.5 if r.metric == "acc_loglik" and "winobias" in r.benchmark else None
+            cells.append((label, round(r.value * r.n_items), r.n_items, chance))
+    return notes + accuracy_notes(cells)
+
+
 def analyse(suite: Suite, tok, out: str | Path, config: dict | None = None, table: pd.DataFrame | None = None,
             **kw) -> dict[str, pd.DataFrame]:
     """Evaluate (see `evaluate`; or take its `table`), compare interventions with their parents,
@@ -321,14 +350,16 @@ def analyse(suite: Suite, tok, out: str | Path, config: dict | None = None, tabl
     table = evaluate(suite, tok, **kw) if table is None else table
     tables = {"bias": table, "bias_comparison": compare_interventions(suite, table)}
     counts = [transform_counts(suite, m) for m in table["model"].unique() if suite.model_info(m).get("intervention")]
-    write_table(table, out, "bias", config=config)
+    meta = {"config": config, "notes": degenerate_notes(suite, table, tables["bias_comparison"])}
+    table.attrs["notes"] = meta["notes"]
+    write_table(table, out, "bias", **meta)
     if len(tables["bias_comparison"]):
         write_table(tables["bias_comparison"], out.with_name(out.stem + "_comparison.parquet"), "bias_comparison",
-                    config=config)
+                    **meta)
     if counts:
         tables["bias_transform_counts"] = pd.concat(counts, ignore_index=True)
         write_table(tables["bias_transform_counts"], out.with_name(out.stem + "_transform_counts.parquet"),
-                    "bias_transform_counts", config=config)
+                    "bias_transform_counts", **meta)
     return tables
 
 
@@ -353,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.cli.common import require_parquet
     from pythia_suite.micropile import load_ground_truth
+    from pythia_suite.notes import print_notes
     from pythia_suite.selection import select
 
     args = build_parser().parse_args(argv)
@@ -387,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in last[last["metric"].isin(["bias_loglik", "pct_stereotype", "acc", "perplexity"])
                   & last["subset"].isin(["average", "gender", "all"])].itertuples():
         print(f"  {r.model} step {r.step}: {r.benchmark} {r.subset} {r.metric} = {r.value:.4f} ({r.n_items} items)")
+    print_notes(t.attrs["notes"])
     return 0
 
 

@@ -397,6 +397,26 @@ def predictability_table(per_seq: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def degenerate_notes(summary: pd.DataFrame, order_test: pd.DataFrame, predict: pd.DataFrame) -> list[str]:
+    """Notes (`pythia_suite.notes`) where the tables hold no finding: no trained sequence
+    memorized at a checkpoint, an order test without memorized sequences, no predictability."""
+    seen = summary[summary["seen"]]
+    if len(seen) and not seen["n_memorized"].any():
+        return [f"nothing memorized: 0 of {seen['n_sequences'].max()} trained sequences at every one of "
+                f"{len(seen)} checkpoint(s); the order test and predictability are undefined"]
+    notes = [f"{r.model} step {r.step}: 0 of {r.n_sequences} trained sequences memorized"
+             for r in seen[seen["n_memorized"] == 0].itertuples()]
+    notes += [f"{r.model}: training-order test undefined at step {r.step} (no memorized sequence in its bins)"
+              for r in order_test.itertuples() if r.ks_pvalue != r.ks_pvalue]
+    if not len(predict):
+        notes.append("predictability is empty: it needs an earlier checkpoint or a smaller model at the same step")
+    else:
+        notes += [f"{r.model} step {r.step} from {r.predictor_model} step {r.predictor_step}: precision undefined "
+                  "(the predictor memorized none of the shared sequences)" for r in predict.itertuples()
+                  if r.tp + r.fp == 0]
+    return notes
+
+
 # ---- command line ------------------------------------------------------------------------------
 
 
@@ -440,15 +460,16 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
     tables = {"memorization": summary, "memorization_histogram": hist, "memorization_order_test": order_test,
               "memorization_qq": qq, "memorization_predictability": predict}
     paths = table_paths(out)
-    write_table(summary, paths["memorization"], "memorization", config=config, seeds=seeds)
-    write_table(hist, paths["memorization_histogram"], "memorization_histogram", config=config, seeds=seeds)
+    meta = {"config": config, "seeds": seeds, "notes": degenerate_notes(summary, order_test, predict)}
+    summary.attrs["notes"] = meta["notes"]
+    write_table(summary, paths["memorization"], "memorization", **meta)
+    write_table(hist, paths["memorization_histogram"], "memorization_histogram", **meta)
     if len(order_test):
-        write_table(order_test, paths["memorization_order_test"], "memorization_order_test", config=config, seeds=seeds)
+        write_table(order_test, paths["memorization_order_test"], "memorization_order_test", **meta)
     if len(predict):
-        write_table(predict, paths["memorization_predictability"], "memorization_predictability", config=config,
-                    seeds=seeds)
+        write_table(predict, paths["memorization_predictability"], "memorization_predictability", **meta)
     if per_sequence_out is not None:
-        write_table(per_seq, per_sequence_out, "memorization_sequences", config=config, seeds=seeds)
+        write_table(per_seq, per_sequence_out, "memorization_sequences", **meta)
     tables["memorization_sequences"] = per_seq
     return tables
 
@@ -478,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.cli.common import require_parquet
+    from pythia_suite.notes import print_notes
 
     args = build_parser().parse_args(argv)
     require_parquet(args.out, args.per_sequence)
@@ -522,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in seen.sort_values(["params", "step"]).groupby("model").tail(1).itertuples():
         print(f"  {r.model} step {r.step}: {r.n_memorized}/{r.n_sequences} memorized ({r.memorized_frac:.2%}), "
               f"mean score {r.mean_score:.3f}")
+    print_notes(summary.attrs["notes"])
     return 0
 
 
@@ -536,45 +559,3 @@ def write_figures(tables: dict[str, pd.DataFrame], folder: str | os.PathLike) ->
 
     folder = Path(folder)
     return [plot_memorized_over_training(tables["memorization"], folder / "memorized_over_training.png")]
-
-
-# ---- the micro-Pile's planted canaries ------------------------------------------------------
-
-
-def canary_tokens(truth: dict, tokenizer) -> list[np.ndarray]:
-    """Every planted canary (and 0-copy control) as token ids, as the data's tokenizer cut it."""
-    return [np.array(tokenizer.encode(c["text"], add_special_tokens=False).ids, dtype=np.int64)
-            for c in truth["canaries"]]
-
-
-def canary_scores(suite: Suite, truth: dict, tokenizer, device: str = "cpu") -> pd.DataFrame:
-    """Score every planted canary (prompt = its first 32 tokens, continuation the next 32) at every
-    checkpoint of every model; canaries with 0 copies were never trained on (the control)."""
-    from pythia_suite.data.build import load_tokenizer
-
-    if isinstance(tokenizer, (str, os.PathLike)):
-        tokenizer = load_tokenizer(tokenizer)
-    ids = canary_tokens(truth, tokenizer)
-    if min(map(len, ids)) < PROMPT_LEN + CONTINUATION_LEN:
-        raise UserError(f"a canary has {min(map(len, ids))} tokens, fewer than prompt {PROMPT_LEN} + "
-                        f"continuation {CONTINUATION_LEN}; plant longer canaries")
-    tokens = np.stack([i[: PROMPT_LEN + CONTINUATION_LEN] for i in ids])
-    frames = []
-    for model in suite.models():
-        for step in suite.steps(model):
-            s = score_sequences(suite.load_model(model, step).to(device), tokens)
-            frames.append(pd.DataFrame({
-                "suite": suite.name, "model": model, "params": suite.params(model), "step": step,
-                "tokens_seen": suite.tokens_seen(model, step), "canary": [c["id"] for c in truth["canaries"]],
-                "repeats": [c["repeats"] for c in truth["canaries"]], "matched": s.matched.astype(np.int64),
-                "score": s.score, "prefix_match": s.prefix.astype(np.int64)}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def in_canary(order: TrainingOrder, sequences: np.ndarray, canaries: list[np.ndarray]) -> np.ndarray:
-    """Whether each sequence's 32 continuation tokens occur, in order, inside one of `canaries`
-    (token arrays): text that was trained on wherever a copy of that canary was."""
-    windows = {tuple(c[a : a + CONTINUATION_LEN].tolist()) for c in canaries
-               for a in range(len(c) - CONTINUATION_LEN + 1)}
-    cont = order.sequences(sequences)[:, PROMPT_LEN : PROMPT_LEN + CONTINUATION_LEN]
-    return np.array([tuple(row) in windows for row in cont.tolist()], dtype=bool)

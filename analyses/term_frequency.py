@@ -15,7 +15,10 @@ The frequency of x1 as of checkpoint ``stepN`` is its count in steps 0..N-1 of t
 (`pythia_suite.data.counts`, one pass for every checkpoint). Outputs, beside ``OUT.parquet``:
 ``OUT_gap.parquet`` (Δ = mean accuracy of the 10 most frequent x1 minus the 10 least frequent,
 with a bootstrap interval, and the Spearman correlation of accuracy with log frequency),
-``OUT_counts.parquet`` and the resumable counts store ``OUT_counts.zarr``.
+``OUT_answers.parquet`` (every question's greedy output and whether it was right),
+``OUT_counts.parquet`` and the resumable counts store ``OUT_counts.zarr``. Cells at floor (nothing
+correct) and intervals that resampling cannot move are named in the summary line and the tables'
+metadata (``notes``).
 """
 
 from __future__ import annotations
@@ -160,6 +163,22 @@ def gap_table(acc: pd.DataFrame, group: int = GROUP, n_boot: int = N_BOOT, seed:
     return pd.DataFrame(rows)
 
 
+def degenerate_notes(acc: pd.DataFrame, gap: pd.DataFrame) -> list[str]:
+    """Notes (`pythia_suite.notes`): model x step x task x k cells with nothing correct, and gap
+    intervals that rest on one question per x1 or on answers that are all alike."""
+    from pythia_suite.notes import accuracy_notes, interval_note
+
+    cells = acc.groupby(["model", "step", "task", "shots"], sort=True)[["n_correct", "n"]].sum()
+    if len(cells) and not cells["n_correct"].any():
+        return [f"nothing correct: accuracy 0 in every one of the {len(cells)} model x step x task x k cells "
+                f"({cells['n'].sum()} questions); the gap and correlation are not findings"]
+    notes = accuracy_notes([(f"{m} step {s} {t} {k}-shot", r.n_correct, r.n, None) for (m, s, t, k), r in cells.iterrows()])
+    per_x1 = acc.groupby(["model", "step", "task", "shots"])["n"].min()
+    notes += [interval_note(f"{r.model} step {r.step} {r.task} {r.shots}-shot delta", r.delta_low, r.delta_high,
+                            int(per_x1[(r.model, r.step, r.task, r.shots)])) for r in gap.itertuples()]
+    return [n for n in notes if n]
+
+
 # ---- over a suite --------------------------------------------------------------------------------
 
 
@@ -227,11 +246,16 @@ def run(suite, data: str | os.PathLike, out: str | os.PathLike, models: Sequence
     acc = accuracy_table(results, frequency, definition)
     gap = gap_table(acc, seed=seed)
     count_table = counts.table(all_steps, suite.name)
-    write_table(acc, out, "term_frequency", config=config, seeds={"shots": seed})
-    write_table(gap, out.with_name(out.stem + "_gap.parquet"), "term_frequency_gap", config=config,
-                seeds={"shots": seed, "bootstrap": seed})
+    notes = degenerate_notes(acc, gap)
+    acc.attrs["notes"] = notes
+    meta = {"config": config, "seeds": {"shots": seed}, "notes": notes}
+    write_table(acc, out, "term_frequency", **meta)
+    write_table(results, out.with_name(out.stem + "_answers.parquet"), "term_frequency_answers", **meta)
+    write_table(gap, out.with_name(out.stem + "_gap.parquet"), "term_frequency_gap",
+                **(meta | {"seeds": {"shots": seed, "bootstrap": seed}}))
     write_table(count_table, out.with_name(out.stem + "_counts.parquet"), "term_counts", config=config)
-    return {"term_frequency": acc, "term_frequency_gap": gap, "term_counts": count_table, "results": results}
+    return {"term_frequency": acc, "term_frequency_gap": gap, "term_counts": count_table,
+            "term_frequency_answers": results}
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -253,13 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"greedy answer length in tokens (default {MAX_NEW_TOKENS})")
     p.add_argument("--eval-batch", type=int, help="prompts per forward pass (default 256)")
     p.add_argument("--workers", type=int, help="processes for counting (default: every core)")
-    p.add_argument("--out", required=True, help="table (.parquet); _gap, _counts tables and the counts store beside it")
+    p.add_argument("--out", required=True, help="table (.parquet); _answers, _gap, _counts tables and the counts "
+                   "store beside it")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from pythia_suite.checkpoints import Suite
     from pythia_suite.cli.common import require_parquet
+    from pythia_suite.notes import print_notes
     from pythia_suite.selection import select
 
     args = build_parser().parse_args(argv)
@@ -279,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                  args.definition, range(1, args.x2_max + 1), args.tokenizer, args.seed, args.max_new_tokens,
                  args.eval_batch, args.device, args.workers, not args.quiet, config)
     gap = tables["term_frequency_gap"]
-    print(f"wrote {args.out} ({len(tables['term_frequency'])} rows), its _gap and _counts tables")
+    print(f"wrote {args.out} ({len(tables['term_frequency'])} rows), its _answers, _gap and _counts tables")
     if chosen.note():
         print(f"  {chosen.note()}")
     if args.figures:
@@ -287,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in gap.sort_values(["params", "task", "shots", "step"]).groupby(["model", "task", "shots"]).tail(1).itertuples():
         print(f"  {r.model} step {r.step} {r.task} {r.shots}-shot: top-10 {r.top_accuracy:.3f}, bottom-10 "
               f"{r.bottom_accuracy:.3f}, delta {r.delta:+.3f} [{r.delta_low:+.3f}, {r.delta_high:+.3f}]")
+    print_notes(tables["term_frequency"].attrs["notes"])
     return 0
 
 

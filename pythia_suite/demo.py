@@ -76,6 +76,7 @@ class Section:
     lines: list[str]
     figures: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # degenerate results (`pythia_suite.notes`), printed as such
 
 
 @dataclass
@@ -227,6 +228,11 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
     ]
     for s in sections:
         lines += [f"## {s.title}", "", *s.lines, ""]
+        if s.notes:
+            from .notes import collapse
+
+            lines += ["Not findings (degenerate results, also in the tables' metadata `notes`):", "",
+                      *[f"- {n}" for n in collapse(s.notes)], ""]
         lines += [f"![{f.stem}]({f.relative_to(ctx.out)})" for f in s.figures]
         if s.tables:
             lines += ["", "Tables: " + ", ".join(f"`{t.relative_to(ctx.out)}`" for t in s.tables)]
@@ -236,12 +242,28 @@ def write_report(ctx: DemoContext, sections: list[Section], wall_s: float) -> Pa
     lines += report_lines(ctx.out)
     written = sorted((ctx.out / "tables").glob("*.parquet")) + sorted((ctx.out / "tables").glob("*.zarr"))
     lines += ["## Every table this demo wrote", "",
-              *[f"- `{t.relative_to(ctx.out)}`" + (f" (schema `{_schema(t)}`)" if t.suffix == ".parquet" else
-                                                   " (per-sequence zarr store)") for t in written], ""]
+              *[f"- `{t.relative_to(ctx.out)}` ("
+                + (f"schema `{_schema(t)}`" if t.suffix == ".parquet" else describe_store(t)) + ")" for t in written], ""]
     path = ctx.out / "report.md"
     with atomic_outputs(path) as (tmp,):
         tmp.write_text("\n".join(lines))
     return path
+
+
+# what the arrays of a results store hold, by the names its writers give them
+STORE_LAYOUTS = {"matched": "memorization scores per model x step x sequence",
+                 "count": "term counts per term x training step"}
+
+
+def describe_store(path: Path) -> str:
+    """A zarr store as it is: what its arrays hold and their shapes."""
+    import zarr
+
+    group = zarr.open_group(path, mode="r")
+    arrays = {name: a.shape for name, a in group.arrays() if name != "done"}
+    kinds = [STORE_LAYOUTS[n] for n in arrays if n in STORE_LAYOUTS]
+    shapes = ", ".join(f"{n} {' x '.join(map(str, shape))}" for n, shape in arrays.items())
+    return f"zarr store: {'; '.join(kinds) or 'arrays'} ({shapes})"
 
 
 def _schema(path: Path) -> str:

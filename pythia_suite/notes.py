@@ -33,6 +33,20 @@ def accuracy_note(label: str, k: int, n: int, chance: float | None = None) -> st
     return None
 
 
+def accuracy_notes(cells: list[tuple[str, int, int, float | None]], shown: int = 4) -> list[str]:
+    """`accuracy_note` over many cells (label, k, n, chance), one note per kind: "at floor in 12
+    of 40 cells: a, b, c, d and 8 more"."""
+    kinds: dict[str, list[str]] = {}
+    for label, k, n, chance in cells:
+        note = accuracy_note("", k, n, chance)
+        if note:
+            kind = ("no items scored" if "no items" in note else "accuracy at floor (nothing correct)" if "at floor" in note
+                    else f"accuracy not distinguishable from chance (binomial test p >= {ALPHA})")
+            kinds.setdefault(kind, []).append(label)
+    return [f"{kind} in {len(labels)} of {len(cells)} cells: {', '.join(labels[:shown])}"
+            + (f" and {len(labels) - shown} more" if len(labels) > shown else "") for kind, labels in kinds.items()]
+
+
 def interval_note(label: str, low: float, high: float, items: int) -> str | None:
     """A note when a resampling interval cannot say anything: it rests on at most one item per
     group, or every resample gave the same value (low == high: all answers alike)."""

@@ -125,6 +125,15 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "frequency": "int64",  # occurrences of x1 in the data the checkpoint has seen
         "definition": "string",  # counting definition of `frequency`
     },
+    "term_frequency_answers": {  # one row per model x step x task x shots x x1 x x2: each question's answer
+        "task": "string",
+        "shots": "int64",
+        "x1": "int64",
+        "x2": "int64",
+        "answer": "int64",  # the right answer, x1 op x2
+        "output": "string",  # the greedy output, cut at the first newline
+        "correct": "bool",  # its first integer equals the answer (Pythia's rule)
+    },
     "term_frequency_gap": {  # one row per model x step x task x shots
         "task": "string",
         "shots": "int64",

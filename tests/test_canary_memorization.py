@@ -54,7 +54,7 @@ def test_controls_score_like_planted_canaries(planted, tmp_path):
     """canary_scores keeps the 0-copy rows, so the report can set planted against never-trained."""
     import torch
 
-    from analyses.memorization import canary_scores
+    from analyses.canaries import canary_scores
     from pythia_suite.checkpoints import Suite
     from pythia_suite.data import build
     from pythia_suite.train import TrainSettings, train
@@ -77,7 +77,7 @@ def test_canary_memorization_rises_with_copies_and_size(tmp_path):
     more copies mean more reproduced, while never-written controls stay near nothing."""
     import torch
 
-    from analyses.memorization import canary_scores
+    from analyses.canaries import canary_scores
     from pythia_suite.checkpoints import Suite
     from pythia_suite.data import build
     from pythia_suite.data.build import train_tokenizer

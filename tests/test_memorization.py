@@ -476,11 +476,20 @@ def test_cli_errors(case, manifest, prefix, short_data, other_data, tmp_path, ca
 
 
 def test_cli_metadata_records_what_decided_the_numbers(manifest, prefix, tmp_path, capsys):
-    rc, _, err = run_cli(capsys, "memorization", "--manifest", manifest, "--data", prefix, "--sample", "16",
-                         "--seed", "5", "--models", "micro-50k", "--steps", "12", "--out", tmp_path / "m.parquet",
-                         "--quiet")
+    rc, out, err = run_cli(capsys, "memorization", "--manifest", manifest, "--data", prefix, "--sample", "16",
+                           "--seed", "5", "--models", "micro-50k", "--steps", "12", "--out", tmp_path / "m.parquet",
+                           "--quiet")
     assert rc == 0, err
     meta = read_table_meta(tmp_path / "m.parquet")
+    # one checkpoint: nothing can predict it (and a tiny model memorizes nothing), and the summary
+    # line and the metadata both say so
+    summary = pd.read_parquet(tmp_path / "m.parquet")
+    order_test = pd.read_parquet(tmp_path / "m_order_test.parquet")
+    assert not (tmp_path / "m_predictability.parquet").exists()
+    assert meta["notes"] == mem.degenerate_notes(summary, order_test, pd.DataFrame())
+    assert any(n.startswith(("nothing memorized", "predictability is empty")) for n in meta["notes"])
+    assert all(f"note: {n}" in out for n in meta["notes"])
+    assert meta["notes"] == read_table_meta(tmp_path / "m_histogram.parquet")["notes"]
     assert meta["config"]["batch_size"] == BATCH  # the manifest's, not a default
     assert meta["config"]["allow_eos"] is False and meta["config"]["data_seed"] is None
     assert meta["seeds"] == {"data": None, "sample": 5}

@@ -16,6 +16,8 @@ from analyses.term_frequency import (
     KEYS, accuracy_table, build_prompts, check_context, gap_table, is_correct, question, solved,
 )
 from pythia_suite.errors import UserError
+from pythia_suite.notes import collapse
+from pythia_suite.tables import columns, read_table_meta
 from conftest import assert_one_error_line, listing, run_cli
 
 
@@ -153,6 +155,19 @@ def test_cli_end_to_end(small_suite, capsys):
     c4 = counts[counts["step"] == 4].set_index("term")["count_seen"]
     assert (c8 >= c4).all() and c8.sum() > c4.sum() > 0
     assert "delta" in stdout
+    # every question's answer is kept, and the accuracies are those answers counted
+    answers = pd.read_parquet(root / "res" / "tf_answers.parquet")
+    assert len(answers) == 2 * 100 * 2 and list(answers.columns) == list(columns("term_frequency_answers"))
+    assert (answers["answer"] == answers["x1"] * answers["x2"]).all()
+    assert answers["correct"].tolist() == [is_correct(o, a) for o, a in zip(answers["output"], answers["answer"])]
+    counted = answers.groupby(["step", "x1"])["correct"].sum()
+    assert (acc.set_index(["step", "x1"])["n_correct"].sort_index() == counted.sort_index()).all()
+    # degenerate cells are named in the metadata of every table and in the summary line
+    from analyses.term_frequency import degenerate_notes
+
+    notes = read_table_meta(out)["notes"]
+    assert notes == degenerate_notes(acc, gap) == read_table_meta(root / "res" / "tf_answers.parquet")["notes"]
+    assert all(f"note: {n}" in stdout for n in collapse(notes))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -96,7 +96,7 @@ def section(ctx):
         lines += _intervention_lines(table, tables.get("bias_transform_counts"), largest, name, frac, rec, final, secs)
     names = ["bias", "bias_comparison", "bias_transform_counts"]
     return Section("Gender bias and the pronoun-swap intervention", lines, figs,
-                   [t for t in map(ctx.table, names) if t.exists()])
+                   [t for t in map(ctx.table, names) if t.exists()], notes=tables["bias"].attrs["notes"])
 
 
 def _intervention_lines(table, counts, parent, name, frac, rec, final, secs) -> list[str]:

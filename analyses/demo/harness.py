@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import pandas as pd
 
 from pythia_suite.checkpoints import Suite
 from pythia_suite.demo import Section
@@ -27,6 +26,7 @@ def section(ctx) -> Section | None:
     from pythia_suite.eval.evaluate import EvalSettings, evaluate_suite
     from pythia_suite.eval.local_tasks import write_micropile_tasks
     from pythia_suite.plots import plot_eval_over_training
+    from pythia_suite.tables import read_table
 
     ctx.log(f"      {TASK} at every other checkpoint")
     tasks = ctx.out / "tasks"
@@ -39,7 +39,7 @@ def section(ctx) -> Section | None:
     settings = EvalSettings(tasks=[TASK], include_path=[str(tasks)], steps=steps, batch_size=64,
                             device=ctx.preset.device)
     evaluate_suite(ctx.manifest, out, settings, progress=ctx.progress)
-    table = pd.read_parquet(out)
+    table = read_table(out)
     rows = table[(table["task"] == TASK) & (table["metric"] == METRIC)].sort_values(["params", "step"])
     fig = plot_eval_over_training(table, ctx.figure("evaluate_pronoun"), TASK, METRIC)
     truth = ctx.ground_truth()["occupations"]
@@ -55,4 +55,4 @@ def section(ctx) -> Section | None:
     best = last.loc[last["value"].idxmax()]
     lines += ["", f"Highest final {METRIC}: {best['model']} ({best['value']:.3f}); final {METRIC} above 0.5 for "
               f"{int((last['value'] > 0.5).sum())} of {len(last)} models."]
-    return Section("Harness evaluation", lines, [fig], [out])
+    return Section("Harness evaluation", lines, [fig], [out], notes=table.attrs.get("notes", []))

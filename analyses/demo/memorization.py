@@ -8,14 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analyses.memorization import (
-    analyse,
-    canary_scores,
-    canary_tokens,
-    choose_sequences,
-    in_canary,
-    write_figures,
-)
+from analyses.canaries import canary_scores, canary_tokens, in_canary
+from analyses.memorization import analyse, choose_sequences, write_figures
 from pythia_suite.checkpoints import Suite
 from pythia_suite.demo import Section
 from pythia_suite.eval.continuation import CONTINUATION_LEN, PROMPT_LEN
@@ -168,4 +162,5 @@ def section(ctx):
         lines.append("- predictability: no sequence memorized at a final checkpoint, nothing to predict")
     names = ["memorization", "memorization_histogram", "memorization_order_test", "memorization_predictability",
              "memorization_sequences", "canary_memorization"]
-    return Section("Memorization", lines, figs, [t for t in map(ctx.table, names) if t.exists()])
+    return Section("Memorization", lines, figs, [t for t in map(ctx.table, names) if t.exists()],
+                   notes=tables["memorization"].attrs["notes"])

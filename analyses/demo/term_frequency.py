@@ -111,8 +111,9 @@ def section(ctx):
         cells = {r.step: f"{r.delta:+.2f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}]" for r in g.itertuples()}
         lines.append(f"| {model} | {task} | " + " | ".join(cells.get(s, "") for s in steps) + " |")
     lines += ["", _reading(sub, acc[acc["shots"] == k])]
-    names = ["term_frequency", "term_frequency_gap", "term_frequency_counts"]
-    return Section("Term frequency", lines, figs, [t for t in map(ctx.table, names) if t.exists()])
+    names = ["term_frequency", "term_frequency_answers", "term_frequency_gap", "term_frequency_counts"]
+    return Section("Term frequency", lines, figs, [t for t in map(ctx.table, names) if t.exists()],
+                   notes=acc.attrs["notes"])
 
 
 def _reading(gap: pd.DataFrame, acc: pd.DataFrame) -> str:
