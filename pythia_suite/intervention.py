@@ -16,6 +16,13 @@ and 0.21 of Pythia's 143000 give its 133000 and 113000). Otherwise the child res
 parent's last checkpoint before the start and replays the parent's untransformed batches up to
 it, bit-identically (a resume always is), and saves a checkpoint at the start.
 
+Before anything is trained or written, the batches the child will train on (its start step to the
+parent's last) are read in order up to the first one the transform changes; when none does (no
+form of the map occurs as a whole word, e.g. a corpus without pronouns, or a tokenizer that cannot
+write the map) the run is refused with one error line instead of training a copy of the parent.
+When part of the map is several tokens of the data's tokenizer or cannot be written in it, one
+``warning:`` line on stderr says how many forms (the run goes on).
+
 The child goes into the parent's manifest as a new model: its checkpoints up to the one it
 resumed from are the parent's own folders (referenced, not copied), later ones are its own, and
 ``intervention`` records parent, resume step, start step and the transform. A killed child run
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -123,19 +131,36 @@ def suite_tokenizer(suite: Suite, data_meta: dict, tokenizer: str | os.PathLike 
     return path
 
 
-def build_transform(tokenizer_path: Path, transform: str, word_map: str | os.PathLike | None) -> TokenMap:
+def build_transform(tokenizer_path: Path, transform: str, word_map: str | os.PathLike | None,
+                    eod_id: int | None = None) -> TokenMap:
     from .data.build import load_tokenizer
 
     tok = load_tokenizer(tokenizer_path)
     if transform == "pronoun-swap":
         if word_map is not None:
             raise UserError("--word-map goes with --transform word-map")
-        return TokenMap.pronoun_swap(tok)
+        return TokenMap.pronoun_swap(tok, eod_id=eod_id)
     if transform == "word-map":
         if word_map is None:
             raise UserError("--transform word-map needs --word-map FILE.json")
-        return TokenMap.from_words(tok, load_word_map(word_map), strict=True, name=f"word-map:{Path(word_map).name}")
+        return TokenMap.from_words(tok, load_word_map(word_map), name=f"word-map:{Path(word_map).name}", eod_id=eod_id)
     raise UserError(f"unknown transform {transform!r}; known: {', '.join(TRANSFORMS)}")
+
+
+def check_not_noop(order: TrainingOrder, tmap: TokenMap, start: int, total: int) -> int:
+    """The first step in start..total-1 whose batch the transform changes; UserError if none does
+    (the child would be a copy of its parent). Stops at the first such batch."""
+    inside = 0
+    for step in range(start, total):
+        batch = order.batch(step)
+        if tmap.replacements(batch):
+            return step
+        inside += sum(r["inside_word"] for r in tmap.count(batch) if r["role"] == "source")
+    reason = (f"its forms occur only inside longer words ({inside} times), which are never replaced" if inside
+              else f"none of its {len(tmap.rules)} forms that this tokenizer can write occurs in them")
+    raise UserError(f"--transform {tmap.name} would change nothing: no batch of steps {start}..{total - 1} (the "
+                    f"ones the child trains on) holds a mapped form as a whole word; {reason}; the child would equal "
+                    "its parent, so nothing was trained (choose a map whose words occur in the data)")
 
 
 def run_intervention(resume_from: str, name: str, transform: str = "pronoun-swap",
@@ -155,7 +180,7 @@ def run_intervention(resume_from: str, name: str, transform: str = "pronoun-swap
     prefix = suite.root / data["prefix"]
     suite.check_data(prefix)  # the files as they are now, against the sidecar and the manifest
     meta = read_sidecar(prefix) or {}
-    tmap = build_transform(suite_tokenizer(suite, meta, tokenizer), transform, word_map)
+    tmap = build_transform(suite_tokenizer(suite, meta, tokenizer), transform, word_map, meta.get("eod_id"))
     record = {"parent": parent, "resume_step": resume, "start_step": start, "transform": tmap.describe()}
     existing = {m["name"]: m for m in suite.manifest["models"]}
     if name in existing and existing[name].get("intervention") != json.loads(json.dumps(record)):
@@ -167,6 +192,10 @@ def run_intervention(resume_from: str, name: str, transform: str = "pronoun-swap
     run = Run(name, config, info.get("peak_lr") or state["settings"].get("lr") or _peak_lr(parent))
     schedule = sorted(set(checkpoint_steps(total, s.checkpoint_every)) | {start})
     shared = [c for c in info["checkpoints"] if c["step"] <= resume]
+    check_not_noop(order, tmap, start, total)  # before anything is written
+    note = tmap.warning()
+    if note:
+        print(note, file=sys.stderr, flush=True)
     manifest_path = suite.root / MANIFEST
 
     def write() -> Path:
@@ -196,8 +225,10 @@ def _peak_lr(name: str) -> float:
 
 def transform_counts(suite: Suite, model: str, steps: list[int] | None = None,
                      tokenizer: str | os.PathLike | None = None):
-    """Tidy count table of an intervention: per transformed step and mapped token, occurrences in
-    the batch before and after the transform (schema ``bias_transform_counts``)."""
+    """Tidy count table of an intervention: per transformed step and form of the map (its text, one
+    token or several), occurrences in the batch before and after the transform; for a map that
+    changes item lengths also the tokens dropped at item ends and the end-of-text ids padded per
+    step (schema ``bias_transform_counts``)."""
     import pandas as pd
 
     info = suite.model_info(model)
@@ -212,16 +243,23 @@ def transform_counts(suite: Suite, model: str, steps: list[int] | None = None,
 
     tok = load_tokenizer(suite_tokenizer(suite, meta, tokenizer))
     t = rec["transform"]
-    tmap = (TokenMap.pronoun_swap(tok) if t["name"] == "pronoun-swap"
-            else TokenMap.from_words(tok, t["words"], strict=True, name=t["name"]))
+    eod = t.get("eod_id", meta.get("eod_id"))
+    tmap = (TokenMap.pronoun_swap(tok, eod_id=eod) if t["name"] == "pronoun-swap"
+            else TokenMap.from_words(tok, t["words"], name=t["name"], eod_id=eod))
     order = TrainingOrder(prefix, batch_size=data["batch_size"], seed=data.get("data_seed"))
     total = max(suite.steps(model))
     steps = steps if steps is not None else list(range(rec["start_step"], total))
     rows = []
     for st in steps:
         batch = order.batch(st)
-        after = tmap.apply(batch)
-        for b, a in zip(tmap.count(batch), tmap.count(after)):
+        after, stats = tmap.apply_counted(batch)
+        pairs = list(zip(tmap.count(batch), tmap.count(after)))
+        if tmap.changes_length:  # the length rule's two counts, as rows of their own
+            pairs += [({"token": "", "role": "dropped", "whole_word": stats["dropped"], "inside_word": 0},
+                       {"whole_word": 0, "inside_word": 0}),
+                      ({"token": tok.id_to_token(tmap.eod_id) or "", "role": "padded", "whole_word": 0, "inside_word": 0},
+                       {"whole_word": stats["padded"], "inside_word": 0})]
+        for b, a in pairs:
             rows.append({"suite": suite.name, "model": model, "params": info["params"], "step": st,
                          "tokens_seen": order.tokens_seen(st), "token": b["token"], "role": b["role"],
                          "whole_word_before": b["whole_word"], "inside_word_before": b["inside_word"],

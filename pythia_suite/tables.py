@@ -100,9 +100,12 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "value": "float64",  # the intervention's
         "parent_value": "float64",  # the parent's at the same step (NaN if it has no checkpoint there)
     },
-    "bias_transform_counts": {  # one row per transformed step x mapped token of an intervention
-        "token": "string",  # the token's text, e.g. " he"
-        "role": "string",  # source | target | unmapped (a one-token source whose target is not one token)
+    "bias_transform_counts": {  # one row per transformed step x form of the map of an intervention
+        "token": "string",  # the form's text, e.g. " he" or " himself" (one token or a token sequence)
+        # source | target | unmapped (a source whose target cannot be written in the tokenizer); for a map
+        # that changes item lengths also dropped (token "": tokens pushed past their item's end, counted in
+        # whole_word_before) and padded (token: the end-of-text token; ids appended, in whole_word_after)
+        "role": "string",
         "whole_word_before": "int64",  # occurrences as a whole word in the parent's batch
         "inside_word_before": "int64",  # occurrences inside a longer word (never mapped)
         "whole_word_after": "int64",  # the same in the transformed batch (0 for every source)

@@ -57,6 +57,12 @@ def parent_suite(built, tmp_path_factory):
     return out
 
 
+def load_tok(suite: Path):
+    from pythia_suite.data.build import load_tokenizer
+
+    return load_tokenizer(json.loads((suite / "checkpoints_manifest.json").read_text())["tokenizer"])
+
+
 def copy_suite(parent_suite: Path, dst: Path) -> Path:
     """A writable copy of the suite folder (the data it points to stays where it is)."""
     shutil.copytree(parent_suite, dst)
@@ -191,20 +197,27 @@ def test_whole_word_rule_leaves_pieces_of_longer_words(tok):
     swap = TokenMap.pronoun_swap(tok)
     ids = lambda s: tok.encode(s, add_special_tokens=False).ids  # noqa: E731
     he, she = ids(" he")[0], ids(" she")[0]
-    row = [he] + ids("ap") + [he] + ids(".") + ids("his")  # " he"+"ap" is "heap"; "his" starts no word here
+    row = [he] + ids("ap") + [he] + ids(" x") + ids("his")  # " he"+"ap" is "heap"; "his" starts no word in " xhis"
     out = swap.apply(np.array([row]))
-    assert out[0].tolist() == [he] + ids("ap") + [she] + ids(".") + ids("his")
+    assert out[0].tolist() == [he] + ids("ap") + [she] + ids(" x") + ids("his")
     counts = {(r["token"], r["role"]): r for r in swap.count(np.array([row]))}
     assert counts[(" he", "source")] == {"token": " he", "role": "source", "whole_word": 1, "inside_word": 1}
 
 
-def test_word_map_must_be_single_tokens(tok):
+def test_word_map_of_several_tokens_is_replaced_as_sequences(tok):
     from pythia_suite.data.transforms import TokenMap
 
-    with pytest.raises(UserError, match=r"' zqxj' not a single token.*keep item lengths"):
-        TokenMap.from_words(tok, {"he": "she", "zqxj": "she"})
+    ids = lambda s: tok.encode(s, add_special_tokens=False).ids  # noqa: E731
+    assert len(ids(" zqxj")) > 1 and len(ids(" she")) == 1
+    m = TokenMap.from_words(tok, {"he": "she", "zqxj": "she"})
+    row = ids(" zqxj said he") + ids(".")
+    out, stats = m.apply_counted(np.array([row]))
+    tail = len(ids(" zqxj")) - 1  # the shorter target leaves the item that many tokens short
+    assert out[0].tolist() == ids(" she said she") + ids(".") + [0] * tail  # 0: the end-of-text id
+    assert stats == {"replaced": 2, "dropped": 0, "padded": tail}
+    assert m.describe()["tokens"][" zqxj"] == {"target": " she", "source_ids": ids(" zqxj"), "target_ids": ids(" she")}
     m = TokenMap.from_words(tok, {"she": "he"})
-    assert m.pairs == {tok.encode(" she").ids[0]: tok.encode(" he").ids[0]}
+    assert [(r.src, r.dst) for r in m.rules if r.source == " she"] == [(tuple(ids(" she")), tuple(ids(" he")))]
 
 
 # ---- intervention runs -------------------------------------------------------------------------
@@ -257,7 +270,7 @@ def test_from_fraction_replays_the_parent_up_to_the_start(parent_suite, tmp_path
 
 def test_intervention_errors(parent_suite, tmp_path, capsys):
     s = copy_suite(parent_suite, tmp_path / "s")
-    (tmp_path / "map.json").write_text(json.dumps({"zqxjv": "she"}))
+    (tmp_path / "map.json").write_text(json.dumps({"zqxjv": "she"}))  # several tokens, never in the data
     other = tmp_path / "other.json"
     shutil.copyfile(Path(json.loads((s / "checkpoints_manifest.json").read_text())["tokenizer"]), other)
     other.write_text(other.read_text().replace('"<|padding|>"', '"<|pad|>"'))
@@ -267,7 +280,7 @@ def test_intervention_errors(parent_suite, tmp_path, capsys):
         (["--resume-from", f"{s}/micro-50k@12"], "nothing to train"),
         (["--resume-from", f"{s}/nope@8"], "unknown model 'nope'"),
         (["--resume-from", f"{s}/micro-50k@8", "--transform", "word-map", "--word-map", str(tmp_path / "map.json")],
-         "not a single token"),
+         "--transform word-map:map.json would change nothing: no batch of steps 8..11"),
         (["--resume-from", f"{s}/micro-50k@8", "--tokenizer", str(other)], "not the tokenizer the suite's data"),
     ]
     before = listing(s)
@@ -293,8 +306,17 @@ def test_bias_cli_on_lookalikes(parent_suite, tmp_path, capsys):
     from pythia_suite.eval.bias_data import write_crows_lookalike, write_lambada_lookalike, write_winobias_lookalike
     from pythia_suite.tables import read_table_meta
 
+    from pythia_suite.data.transforms import PRONOUN_SWAP, TokenMap, _variants
+
     s = copy_suite(parent_suite, tmp_path / "s")
-    assert run_cli(capsys, "train", "--resume-from", f"{s}/micro-50k@8", "--name", "swap", "--quiet")[0] == 0
+    rc, _, err = run_cli(capsys, "train", "--resume-from", f"{s}/micro-50k@8", "--name", "swap", "--quiet")
+    assert rc == 0, err
+    forms = [(a, b) for w, t in PRONOUN_SWAP.items() for a, b in zip(_variants(w), _variants(t))]
+    tok = load_tok(s)
+    multi = sum(max(len(tok.encode(x, add_special_tokens=False).ids) for x in f) > 1 for f in forms)
+    assert len(forms) == 16 and multi > 0  # " himself" never occurs in the corpus: several tokens
+    assert err.splitlines() == [TokenMap.pronoun_swap(tok).warning()]  # one line, training went on
+    assert err.startswith(f"warning: pronoun-swap: {multi} of 16 forms are several tokens of this tokenizer")
     wb = write_winobias_lookalike(tmp_path / "wb", n_per_file=3)
     cp = write_crows_lookalike(tmp_path / "c.csv")
     lb = write_lambada_lookalike(tmp_path / "l.jsonl", n=4)

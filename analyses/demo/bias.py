@@ -106,11 +106,11 @@ def _intervention_lines(table, counts, parent, name, frac, rec, final, secs) -> 
     if counts is not None:
         c = counts[counts["model"] == name]
         src = c[c["role"] == "source"]
-        out.append(f"  Transformed batches: {int(src['whole_word_before'].sum())} whole-word masculine tokens "
+        out.append(f"  Transformed batches: {int(src['whole_word_before'].sum())} whole-word masculine forms "
                    f"replaced, {int(src['whole_word_after'].sum())} left after the transform, "
                    f"{int(src['inside_word_before'].sum())} inside longer words left alone; "
-                   f"{int(c.loc[c['role'] == 'unmapped', 'whole_word_before'].sum())} occurrences of forms that are "
-                   "not single tokens could not be mapped.")
+                   f"{int(c.loc[c['role'] == 'unmapped', 'whole_word_before'].sum())} occurrences of forms whose "
+                   "replacement cannot be written in the tokenizer were left as they are.")
     for bench, subset, metric in DEMO_PANELS + [("lambada", "all", "acc")]:
         a, b = _value(table, parent, final, bench, subset, metric), _value(table, name, final, bench, subset, metric)
         if np.isnan(a) or np.isnan(b):

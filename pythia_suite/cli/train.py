@@ -91,7 +91,7 @@ def add_train(subparsers) -> None:
                    help="the parent model and the checkpoint to start from (or give --from-fraction)")
     g.add_argument("--from-fraction", type=float, help="transform the last FRACTION of the steps (0.07, 0.21 as Pythia)")
     g.add_argument("--transform", choices=("pronoun-swap", "word-map"), help="default pronoun-swap")
-    g.add_argument("--word-map", help="JSON {\"word\": \"replacement\"} for --transform word-map (single tokens only)")
+    g.add_argument("--word-map", help="JSON {\"word\": \"replacement\"} for --transform word-map (forms of several tokens are replaced as token sequences)")
     g.add_argument("--name", help="name of the new model in the parent's manifest")
     g.add_argument("--tokenizer", help="the data's tokenizer.json (default: the manifest's)")
     p.epilog += ("\n\nintervention:\n  pythia-suite train --resume-from suite/micro-1m --from-fraction 0.07 "
