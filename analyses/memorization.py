@@ -441,7 +441,7 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
 
     The tables' metadata records `config` with the settings that decided the numbers (batch size
     and data seed of the order, end-of-text handling) and `seeds`."""
-    from pythia_suite.tables import write_table
+    from pythia_suite.tables import columns, write_table
 
     out = Path(out)
     outputs = {p.resolve() for p in table_paths(out).values()}
@@ -464,10 +464,9 @@ def analyse(suite: Suite, order: TrainingOrder, sequences: np.ndarray, out: str 
     summary.attrs["notes"] = meta["notes"]
     write_table(summary, paths["memorization"], "memorization", **meta)
     write_table(hist, paths["memorization_histogram"], "memorization_histogram", **meta)
-    if len(order_test):
-        write_table(order_test, paths["memorization_order_test"], "memorization_order_test", **meta)
-    if len(predict):
-        write_table(predict, paths["memorization_predictability"], "memorization_predictability", **meta)
+    for name, df in (("memorization_order_test", order_test), ("memorization_predictability", predict)):
+        # written when empty too (no memorized sequence, one checkpoint): the notes say why
+        write_table(df if len(df) else pd.DataFrame(columns=list(columns(name))), paths[name], name, **meta)
     if per_sequence_out is not None:
         write_table(per_seq, per_sequence_out, "memorization_sequences", **meta)
     tables["memorization_sequences"] = per_seq

@@ -147,6 +147,10 @@ def build_transform(tokenizer_path: Path, transform: str, word_map: str | os.Pat
     raise UserError(f"unknown transform {transform!r}; known: {', '.join(TRANSFORMS)}")
 
 
+class NoOpTransform(UserError):
+    """The transform changes no batch the child would train on (a UserError: exit 2 on the CLI)."""
+
+
 def check_not_noop(order: TrainingOrder, tmap: TokenMap, start: int, total: int) -> int:
     """The first step in start..total-1 whose batch the transform changes; UserError if none does
     (the child would be a copy of its parent). Stops at the first such batch."""
@@ -158,7 +162,7 @@ def check_not_noop(order: TrainingOrder, tmap: TokenMap, start: int, total: int)
         inside += sum(r["inside_word"] for r in tmap.count(batch) if r["role"] == "source")
     reason = (f"its forms occur only inside longer words ({inside} times), which are never replaced" if inside
               else f"none of its {len(tmap.rules)} forms that this tokenizer can write occurs in them")
-    raise UserError(f"--transform {tmap.name} would change nothing: no batch of steps {start}..{total - 1} (the "
+    raise NoOpTransform(f"--transform {tmap.name} would change nothing: no batch of steps {start}..{total - 1} (the "
                     f"ones the child trains on) holds a mapped form as a whole word; {reason}; the child would equal "
                     "its parent, so nothing was trained (choose a map whose words occur in the data)")
 

@@ -60,13 +60,17 @@ def test_demo_includes_bias(demo):
     assert "## Gender bias and the pronoun-swap intervention" in text and "(figures/bias_intervention.png)" in text
     manifest = json.loads((out / "suite" / "checkpoints_manifest.json").read_text())
     rec = {m["name"]: m.get("intervention") for m in manifest["models"]}
-    assert rec["micro-1m-swap7"]["parent"] == "micro-1m" and rec["micro-1m-swap7"]["start_step"] == 48 - 3
+    # the tiny corpus has no pronoun in the 3 batches of the last 7%: refused and said, not a copy of the parent
+    assert "micro-1m-swap7" not in rec
+    assert "The 7% intervention was not trained: --transform pronoun-swap would change nothing" in text
+    assert rec["micro-1m-swap21"]["parent"] == "micro-1m" and rec["micro-1m-swap21"]["start_step"] == 48 - 10
     table = pd.read_parquet(out / "tables" / "bias.parquet")
-    assert {"micro-1m", "micro-1m-swap7"} <= set(table["model"])
+    assert {"micro-1m", "micro-1m-swap21"} <= set(table["model"])
     assert {"micropile_winobias", "micropile_crows", "lambada"} == set(table["benchmark"])
     counts = pd.read_parquet(out / "tables" / "bias_transform_counts.parquet")
     assert (counts.loc[counts["role"] == "source", "whole_word_after"] == 0).all()
-    assert set(counts.loc[counts["model"] == "micro-1m-swap7", "step"]) == {45, 46, 47}
+    assert set(counts.loc[counts["model"] == "micro-1m-swap21", "step"]) == set(range(38, 48))
+    assert counts.loc[counts["role"] == "source", "whole_word_before"].sum() > 0  # it replaced something
 
 
 def test_demo_report_lists_every_table_and_the_held_out_control(demo):

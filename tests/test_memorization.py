@@ -485,8 +485,9 @@ def test_cli_metadata_records_what_decided_the_numbers(manifest, prefix, tmp_pat
     # line and the metadata both say so
     summary = pd.read_parquet(tmp_path / "m.parquet")
     order_test = pd.read_parquet(tmp_path / "m_order_test.parquet")
-    assert not (tmp_path / "m_predictability.parquet").exists()
-    assert meta["notes"] == mem.degenerate_notes(summary, order_test, pd.DataFrame())
+    predict = pd.read_parquet(tmp_path / "m_predictability.parquet")
+    assert len(predict) == 0 and list(predict.columns) == list(columns("memorization_predictability"))
+    assert meta["notes"] == mem.degenerate_notes(summary, order_test, predict)
     assert any(n.startswith(("nothing memorized", "predictability is empty")) for n in meta["notes"])
     assert all(f"note: {n}" in out for n in meta["notes"])
     assert meta["notes"] == read_table_meta(tmp_path / "m_histogram.parquet")["notes"]
