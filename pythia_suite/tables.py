@@ -207,6 +207,41 @@ def conform(df: pd.DataFrame, schema: str) -> pd.DataFrame:
     return df[list(cols)].astype(cols)
 
 
+# config keys that hold paths (the commands' path options); other values (model names, tasks) stay as given
+PATH_KEYS = frozenset({"manifest", "data", "out", "per_item", "per_sequence", "tokenizer", "winobias", "crows_pairs",
+                       "lambada", "ground_truth", "include_path", "figures", "suite", "tables", "word_map"})
+
+
+def _resolve(value):
+    """A relative path that names a file, a folder or a dataset prefix (PREFIX.bin) as it is from
+    here, made absolute; anything else as it is (lists and dicts element by element)."""
+    if isinstance(value, (list, tuple)):
+        return [_resolve(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    if isinstance(value, (str, os.PathLike)) and str(value) and not Path(value).is_absolute():
+        p = Path(value)
+        try:
+            if p.exists() or p.with_name(p.name + ".bin").is_file():
+                return str(p.resolve())
+        except (OSError, ValueError):  # not a path at all (too long, a NUL): a plain string
+            pass
+    return str(value) if isinstance(value, os.PathLike) else value
+
+
+def resolved_config(config: dict) -> dict:
+    """The config as table metadata keeps it: paths (`PATH_KEYS`) absolute (a table read elsewhere still says
+    which files made it) and, where it names training data (``data``: a prefix), the sha256 of that
+    ``PREFIX.bin`` as measured (`fileio.stamped_sha256`: once per version of the file)."""
+    from .fileio import stamped_sha256
+
+    out = {k: _resolve(v) if k in PATH_KEYS else v for k, v in config.items()}
+    data = out.get("data")
+    if isinstance(data, str) and "data_sha256" not in out and Path(data + ".bin").is_file():
+        out["data_sha256"] = stamped_sha256(Path(data + ".bin"))
+    return out
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike, schema: str, config: dict | None = None,
                 seeds: dict | None = None, notes: list[str] | None = None) -> Path:
     """Check `df` against `schema` and write it as Parquet with the metadata block (atomically).
@@ -221,7 +256,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, schema: str, config: 
         "version": __version__,
         "git_commit": git_commit(),
         "seeds": seeds or {},
-        "config": config or {},
+        "config": resolved_config(config or {}),
         "notes": list(notes or []),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta, default=str)})

@@ -128,3 +128,22 @@ def test_write_table_keeps_notes(tmp_path, k, n):
     notes = [accuracy_note("a", k, n)] if k == 0 else []
     write_table(df, tmp_path / "t.parquet", "train_log", notes=notes)
     assert read_table(tmp_path / "t.parquet").attrs["notes"] == notes
+
+
+def test_table_metadata_keeps_absolute_paths_and_the_data_hash(tmp_path, monkeypatch):
+    """Relative paths in a command's config are resolved where the command ran; a data prefix
+    also gets the sha256 of its .bin, so a table read elsewhere still names what made it."""
+    import hashlib
+
+    from pythia_suite.tables import read_table_meta, write_table
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.bin").write_bytes(b"\x01\x02")
+    monkeypatch.chdir(tmp_path)
+    df = pd.DataFrame([{**KEY, "model": "a", "step": 1, "loss": 1.0, "lr": 0.1, "grad_norm": 1.0, "fingerprint": "x"}])
+    write_table(df, "t.parquet", "train_log", config={"data": "data/c", "manifest": "missing/m.json",
+                                                       "models": ["data"], "include_path": ["data"]})
+    config = read_table_meta(tmp_path / "t.parquet")["config"]
+    assert config == {"data": str(tmp_path / "data" / "c"), "manifest": "missing/m.json", "models": ["data"],
+                      "include_path": [str(tmp_path / "data")],
+                      "data_sha256": hashlib.sha256(b"\x01\x02").hexdigest()}
