@@ -164,8 +164,10 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "n_shot": "int64",
         "filter": "string",
         "doc_id": "int64",  # the item's index in the task's evaluation split
-        "target": "string",  # gold answer (multiple choice: the gold choice's index)
-        "response": "string",  # generated text; multiple choice: the chosen index; loglikelihood: greedy match
+        "target": "string",  # gold answer as text (multiple choice: the gold choice's index)
+        "response": "string",  # the raw generated text; multiple choice: the chosen index; loglikelihood: greedy match
+        "answer": "string",  # what the metric scored: generation after the task's filters (e.g. the first integer,
+        # or the harness' "[invalid]" when there is none); multiple choice: the chosen choice's text
         "loglikelihood": "float64",  # of the target (multiple choice: of the gold choice); NaN for generation
         "metric": "string",
         "value": "float64",  # the item's score, e.g. 1.0 / 0.0 for acc

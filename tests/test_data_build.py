@@ -333,3 +333,31 @@ def test_build_refuses_a_folder_as_out(tmp_path, corpus_txt, tokenizer_path, cap
                          "--tokenizer", tokenizer_path)
     assert rc == 2 and "is a folder; give a dataset prefix inside it, e.g." in assert_one_error_line(err)
     assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.json").exists()
+
+
+def test_batch_size_is_recorded_and_data_batch_uses_it_without_warning(tmp_path, base_build, corpus_txt, capsys):
+    prefix = tmp_path / "b"
+    rc, out, err = run_cli(capsys, "data", "build", corpus_txt, "--out", prefix, "--seq-len", CORPUS_SEQ_LEN,
+                           "--vocab-size", CORPUS_VOCAB, "--seed", CORPUS_SEED, "--batch-size", 4, "--quiet")
+    assert (rc, err) == (0, "")
+    n = base_build.n_sequences
+    assert out.rstrip().endswith(f"; batch size 4 ({n // 4} steps)")
+    assert json.loads(Path(f"{prefix}.json").read_text())["batch_size"] == 4
+    assert sha(f"{prefix}.bin") == sha(f"{base_build.prefix}.bin")  # the tokens do not depend on it
+    rc, out, err = run_cli(capsys, "data", "batch", prefix, "--step", 1, "--out", tmp_path / "s1.npy")
+    assert (rc, err) == (0, "")  # no "no batch size given" warning
+    assert np.array_equal(np.load(tmp_path / "s1.npy"), TrainingOrder(base_build.prefix, batch_size=4).batch(1))
+    # the reference build records none: opening it without a batch size warns
+    assert "batch_size" not in base_build.sidecar
+    with pytest.warns(UserWarning, match="no batch size given and none recorded"):
+        with pytest.raises(UserError, match="fewer than one batch of 1024"):
+            TrainingOrder(base_build.prefix)
+
+
+@pytest.mark.parametrize("size, message", [(0, "--batch-size must be a positive integer, got 0"),
+                                           (10**6, "fewer than one batch of --batch-size 1000000")])
+def test_bad_batch_size_is_refused_and_writes_nothing(tmp_path, corpus_txt, tokenizer_path, capsys, size, message):
+    rc, out, err = run_cli(capsys, "data", "build", corpus_txt, "--out", tmp_path / "d" / "c", "--seq-len",
+                           CORPUS_SEQ_LEN, "--tokenizer", tokenizer_path, "--batch-size", size, "--quiet")
+    assert rc == 2 and message in assert_one_error_line(err)
+    assert not (tmp_path / "d").exists()

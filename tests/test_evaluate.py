@@ -96,14 +96,15 @@ def direct_pronoun(model, tok, doc) -> tuple[int, float]:
     return max(range(2), key=lls.__getitem__), lls[doc["gold"]]
 
 
-def direct_arithmetic(model, tok, doc) -> str:
-    """Greedy answer (first integer, or the harness' "[invalid]") of one times item, 0-shot."""
+def direct_arithmetic(model, tok, doc) -> tuple[str, str]:
+    """(generated text up to the newline, greedy answer: its first integer, or the harness'
+    "[invalid]") of one times item, 0-shot."""
     prompt = torch.tensor([tok.encode(f"Q:What is {doc['x1']} times {doc['x2']}? A:").ids])
     ids = model.greedy_generate(prompt, 8)[0].tolist()
     ids = ids[: ids.index(0)] if 0 in ids else ids  # <|endoftext|> ends the generation
     text = tok.decode(ids).split("\n")[0]
     m = re.search(r"(-?\d+)", text)
-    return m.group(1) if m else "[invalid]"
+    return text, m.group(1) if m else "[invalid]"
 
 
 def test_table_equals_scoring_the_items_directly(suite_dir, evaluated):
@@ -118,7 +119,7 @@ def test_table_equals_scoring_the_items_directly(suite_dir, evaluated):
         at = table[table["step"] == step].set_index("task")
         with torch.no_grad():
             chosen, gold_ll = zip(*(direct_pronoun(model, tok, d) for d in pronouns))
-            answers = [direct_arithmetic(model, tok, d) for d in sums]
+            texts, answers = zip(*(direct_arithmetic(model, tok, d) for d in sums))
         row = at.loc["micropile_pronoun"]
         assert (row["metric"], row["filter"], row["n_shot"], row["n"]) == ("acc", "none", 0, LIMIT)
         assert row["value"] == sum(c == d["gold"] for c, d in zip(chosen, pronouns)) / LIMIT
@@ -130,11 +131,41 @@ def test_table_equals_scoring_the_items_directly(suite_dir, evaluated):
         p = items[items["task"] == "micropile_pronoun"]
         assert p["doc_id"].tolist() == list(range(LIMIT))
         assert p["response"].tolist() == [str(c) for c in chosen]
+        assert p["answer"].tolist() == [[" he", " she"][c] for c in chosen]  # the chosen choice's text
         assert p["target"].tolist() == [str(d["gold"]) for d in pronouns]
         assert scaled_error(p["loglikelihood"].to_numpy(), gold_ll) < FORWARD_RTOL  # reordered float32 sums
         a = items[items["task"] == "micropile_arithmetic_times"]
-        assert a["response"].tolist() == answers and a["target"].tolist() == [str(d["answer"]) for d in sums]
+        # the raw generation (not the filter's "[invalid]"), what the metric scored, and the target as text
+        assert a["response"].tolist() == list(texts) and a["answer"].tolist() == list(answers)
+        assert a["target"].tolist() == [str(d["answer"]) for d in sums]
         assert a["loglikelihood"].isna().all()
+
+
+def test_notes_on_floor_and_chance_accuracy(evaluated):
+    from pythia_suite.notes import accuracy_note
+    from pythia_suite.tables import read_table_meta
+
+    table, per_item, out = evaluated
+    want = []
+    for r in table.sort_index().itertuples():
+        if r.metric == "acc":  # two choices per pronoun item: chance 1/2
+            want.append(accuracy_note(f"micro-50k step {r.step} micropile_pronoun 0-shot acc", round(r.value * LIMIT),
+                                      LIMIT, 0.5))
+        elif r.metric == "exact_match":  # generation: floor only
+            want.append(accuracy_note(f"micro-50k step {r.step} micropile_arithmetic_times 0-shot exact_match "
+                                      "(first_integer)", round(r.value * LIMIT), LIMIT))
+    want = [n for n in want if n]
+    # the untrained step 0 answers no product right: at floor
+    assert f"micro-50k step 0 micropile_arithmetic_times 0-shot exact_match (first_integer): accuracy 0 / {LIMIT}, at floor" \
+        in "\n".join(want)
+    assert read_table_meta(out)["notes"] == want
+    assert read_table_meta(out.with_name("items.parquet"))["notes"] == want
+
+
+def test_chance_of_a_multiple_choice_task_is_the_mean_of_one_over_its_choices(tasks_dir):
+    tasks = ev.load_tasks(["micropile_pronoun", "micropile_arithmetic_times"], [str(tasks_dir)], None, False)
+    assert ev.chance_level(tasks["micropile_pronoun"], 4) == 0.5  # he / she
+    assert ev.chance_level(tasks["micropile_arithmetic_times"], 4) is None  # generation
 
 
 def test_rerun_skips_finished_cells_and_redoes_only_a_missing_one(suite_dir, tasks_dir, evaluated, monkeypatch):

@@ -176,7 +176,7 @@ def test_same_seed_gives_bit_identical_checkpoints_and_logs(suite_a, prefix, tmp
     pd.testing.assert_frame_equal(log_of(suite_a, "micro-50k")[LOG_COLUMNS], log_of(tmp_path / "b", "micro-50k")[LOG_COLUMNS])
 
 
-def test_kill_and_resume_is_bit_identical(suite_a, prefix, tmp_path, monkeypatch):
+def test_kill_and_resume_is_bit_identical(suite_a, prefix, tmp_path, monkeypatch, capsys):
     out = tmp_path / "c"
     monkeypatch.setattr(train_mod, "lr_at", stop_at(10))  # killed during step 10, after checkpoint step8
     with pytest.raises(KeyboardInterrupt):
@@ -185,7 +185,9 @@ def test_kill_and_resume_is_bit_identical(suite_a, prefix, tmp_path, monkeypatch
     assert log_of(out, "micro-50k")["step"].tolist() == list(range(8))
     monkeypatch.undo()
 
+    capsys.readouterr()
     run_train(prefix, out, steps=STEPS)  # resumes from step8
+    assert capsys.readouterr().err == f"resuming micro-50k from step 8 (of {STEPS})\n"  # progress=False: only this
     assert weight_hashes(out, "micro-50k") == weight_hashes(suite_a, "micro-50k")
     pd.testing.assert_frame_equal(log_of(suite_a, "micro-50k")[LOG_COLUMNS], log_of(out, "micro-50k")[LOG_COLUMNS])
     ours = json.loads((out / "checkpoints_manifest.json").read_text())["models"][0]
@@ -315,6 +317,16 @@ def test_cli_train(prefix, tmp_path, capsys):
     assert first.startswith("micro-50k: 3 steps, final loss ") and last == f"wrote {out / 'checkpoints_manifest.json'}"
     suite = Suite.load(out)
     assert suite.name == "mine" and suite.steps("micro-50k") == [0, 1, 2, 3]
+
+
+def test_cli_resume_of_a_finished_run_says_so_and_ends_with_its_summary(prefix, tmp_path, capsys):
+    argv = ["train", "--data", prefix, "--out", tmp_path / "s", "--sizes", "micro-50k", "--steps", 3,
+            "--batch-size", 4, "--checkpoint-every", 2, "--quiet"]
+    assert run_cli(capsys, *argv)[0] == 0
+    rc, stdout, err = run_cli(capsys, *argv)
+    assert rc == 0 and err == "micro-50k is trained to its last step 3: nothing to resume\n"
+    first, last = stdout.strip().splitlines()
+    assert first.endswith("already trained (nothing to do)") and last == f"wrote {tmp_path / 's' / 'checkpoints_manifest.json'}"
 
 
 @pytest.mark.parametrize(

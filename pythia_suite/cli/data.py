@@ -23,12 +23,14 @@ def cmd_data_build(args) -> int:
         eod_token=args.eod_token,
         progress=not args.quiet,
         force=args.force,
+        batch_size=args.batch_size,
     )
     meta = r.sidecar
     print(
         f"wrote {r.prefix}.bin/.idx/.json: {r.n_sequences} sequences of {meta['item_len']} tokens "
         f"({meta['dtype']}, vocab {meta['vocab_size']}) from {r.n_documents} documents; "
         f"{r.dropped_tokens} trailing tokens dropped; seed {meta['seed']}"
+        + (f"; batch size {meta['batch_size']} ({r.n_sequences // meta['batch_size']} steps)" if "batch_size" in meta else "")
     )
     return 0
 
@@ -118,6 +120,8 @@ def add_data(subparsers) -> None:
     p.add_argument("--dtype", help="token dtype (default: uint16 if the vocabulary fits, else int32)")
     p.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/datasets inputs")
     p.add_argument("--eod-token", default="<|endoftext|>", help="end-of-document token")
+    p.add_argument("--batch-size", type=int, help="sequences per step the data will be trained with: recorded in the "
+                   "sidecar, so `data batch` and TrainingOrder(PREFIX) use it without --batch-size")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="replace an existing dataset of the same prefix")
 

@@ -18,12 +18,17 @@ def cmd_evaluate(args) -> int:
     with maybe_client(args.workers, args.scheduler, args.scheduler_timeout) as client:
         out = evaluate_suite(args.manifest, args.out, settings, per_item=args.per_item, fresh=args.fresh,
                              progress=not args.quiet, client=client)
-    print(f"wrote {out}" + (f" and {args.per_item}" if args.per_item else ""))
+    from ..notes import print_notes
     from ..selection import skipped_note
-    from ..tables import read_table_meta
+    from ..tables import read_table, read_table_meta
 
-    if note := skipped_note(read_table_meta(out).get("config", {}).get("skipped_checkpoints") or []):
+    table = read_table(out)
+    print(f"wrote {out} ({len(table)} rows: {table['model'].nunique()} model(s) x {table['step'].nunique()} step(s) "
+          f"x {table['task'].nunique()} task(s))" + (f" and {args.per_item}" if args.per_item else ""))
+    meta = read_table_meta(out)
+    if note := skipped_note(meta.get("config", {}).get("skipped_checkpoints") or []):
         print(f"  {note}")
+    print_notes(meta.get("notes") or [])
     return 0
 
 

@@ -180,11 +180,13 @@ def build(
     eod_token: str = EOD_TOKEN,
     progress: bool = False,
     force: bool = False,
+    batch_size: int | None = None,
 ) -> BuildResult:
     """Tokenize, pack and shuffle `inputs` into ``out.bin``, ``out.idx`` and ``out.json``.
 
     Exactly one of `tokenizer` (a tokenizer.json) and `vocab_size` (train a byte-level BPE,
-    saved as ``out.tokenizer.json``) is given.
+    saved as ``out.tokenizer.json``) is given. `batch_size`, the sequences per step the data will
+    be trained with, is recorded in the sidecar, so `TrainingOrder(prefix)` and `data batch` use it.
     """
     if (tokenizer is None) == (vocab_size is None):
         raise UserError("give exactly one of --tokenizer tokenizer.json or --vocab-size V")
@@ -192,6 +194,8 @@ def build(
         raise UserError(f"--seq-len must be a positive integer, got {seq_len!r}")
     if seed < 0:
         raise UserError(f"--seed must be non-negative, got {seed}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size!r}")
     paths = check_inputs(inputs)
     prefix = check_out_prefix(out)
     made_folder = not prefix.parent.exists()
@@ -236,6 +240,9 @@ def build(
                 f"the corpus has {n_tokens} tokens, fewer than one item of --seq-len {seq_len} + 1; "
                 "use a smaller --seq-len or more text"
             )
+        if batch_size is not None and n < batch_size:
+            raise UserError(f"the corpus makes {n} items of --seq-len {seq_len} + 1, fewer than one batch of "
+                            f"--batch-size {batch_size}; use a smaller --batch-size or --seq-len, or more text")
 
         with atomic_outputs(*outputs) as tmp:
             # 3-4. gather items in permuted order
@@ -271,6 +278,7 @@ def build(
                 "tokenizer": tok_file,
                 "tokenizer_sha256": tok_sha,
                 "seed": seed,
+                **({"batch_size": batch_size} if batch_size is not None else {}),
                 "shuffle": "numpy.random.Generator(PCG64(seed)).permutation(n_sequences)",
                 "n_documents": n_docs,
                 "n_tokens": n_tokens,

@@ -250,28 +250,47 @@ def item_rows(results: dict, task: str) -> list[dict]:
     n_shot = int(results["n-shot"].get(task, 0))
     rows = []
     for ex in results.get("samples", {}).get(task, []):
-        response, ll = _response(ex["filtered_resps"], ex["target"])
+        response, answer, ll = _response(ex)
         for metric in ex["metrics"]:
             value = ex.get(metric)
             if isinstance(value, bool) or isinstance(value, (int, float)):
                 rows.append({"task": task, "n_shot": n_shot, "filter": ex["filter"], "doc_id": int(ex["doc_id"]),
-                             "target": str(ex["target"]), "response": response, "loglikelihood": ll,
-                             "metric": metric, "value": float(value)})
+                             "target": _text(ex["target"]), "response": response, "answer": answer,
+                             "loglikelihood": ll, "metric": metric, "value": float(value)})
     return rows
 
 
-def _response(filtered: list, target) -> tuple[str, float]:
-    """(response as text, log-likelihood of the target or NaN) from one item's filtered responses."""
+def _text(value) -> str:
+    """A target or answer as text: strings as they are, lists (several acceptable answers) as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+def _response(ex: dict) -> tuple[str, str, float]:
+    """(response, answer, log-likelihood of the target or NaN) of one logged item.
+
+    Generation: the response is the raw generated text (``resps``), the answer what the task's
+    filters made of it and the metric compared with the target (e.g. the first integer, or the
+    harness' ``[invalid]`` when there is none). Multiple choice: the chosen index and the chosen
+    choice's text. Loglikelihood: whether the target is the greedy continuation, and the target."""
+    filtered, target = ex["filtered_resps"], ex["target"]
+    raw = ex.get("resps") or []
+    args = ex.get("arguments") or []
     if filtered and all(isinstance(r, (tuple, list)) and len(r) == 2 for r in filtered):  # (ll, is_greedy) each
         lls = [float(r[0]) for r in filtered]
-        if len(lls) == 1:
-            return str(bool(filtered[0][1])), lls[0]  # loglikelihood task: response = greedy match
+        conts = [str(a[1]) if isinstance(a, (tuple, list)) and len(a) == 2 else "" for a in args]
+        if len(lls) == 1:  # loglikelihood task: response = greedy match
+            return str(bool(filtered[0][1])), conts[0] if conts else "", lls[0]
         best = max(range(len(lls)), key=lls.__getitem__)  # multiple choice: the chosen index
         gold = target if isinstance(target, int) and 0 <= target < len(lls) else None
-        return str(best), lls[gold] if gold is not None else math.nan
+        return str(best), conts[best] if len(conts) == len(lls) else "", lls[gold] if gold is not None else math.nan
     if len(filtered) == 1 and isinstance(filtered[0], (int, float)) and not isinstance(filtered[0], bool):
-        return "", float(filtered[0])  # loglikelihood_rolling
-    return (str(filtered[0]) if len(filtered) == 1 else json.dumps(filtered, default=str)), math.nan
+        return "", "", float(filtered[0])  # loglikelihood_rolling
+    answer = _text(filtered[0]) if len(filtered) == 1 else _text(list(filtered))
+    generated = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in raw]  # one text per request
+    response = _text(generated[0]) if len(generated) == 1 else _text(generated) if generated else answer
+    return response, answer, math.nan
 
 
 def _with_keys(rows: list[dict], suite, ck, schema: str) -> pd.DataFrame:
@@ -408,13 +427,47 @@ def evaluate_suite(manifest: str | os.PathLike, out: str | os.PathLike, settings
 
             run_tasks(client, run_cells, groups, progress=bar.update)
         bar.close()
-        meta = dict(config=asdict(settings) | {"manifest": str(manifest), "skipped_checkpoints": skipped}, seeds=_seeds())
-        write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[0]) for ck, n in grid], ignore_index=True),
-                    out, "evaluate", **meta)
+        table = pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[0]) for ck, n in grid], ignore_index=True)
+        chances = {name: chance_level(task, settings.limit) for name, task in tasks.items()}
+        meta = dict(config=asdict(settings) | {"manifest": str(manifest), "skipped_checkpoints": skipped}, seeds=_seeds(),
+                    notes=degenerate_notes(table, chances))
+        write_table(table, out, "evaluate", **meta)
         if per_item is not None:
             write_table(pd.concat([pd.read_parquet(_cell_paths(parts, ck, n)[1]) for ck, n in grid], ignore_index=True),
                         per_item, "evaluate_items", **meta)
     return out
+
+
+ACCURACY_METRICS = ("acc", "acc_norm", "exact_match")  # means of 0/1 item scores: k = value * n correct
+
+
+def chance_level(task, limit: int | None) -> float | None:
+    """Chance accuracy of a multiple-choice task: the mean over its scored items of 1 / number of
+    choices (the first `limit` items, as the harness takes them); None for other tasks or when the
+    choices cannot be listed."""
+    if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice":
+        return None
+    try:
+        docs = list(task.eval_docs)
+        sizes = [len(task.doc_to_choice(doc)) for doc in (docs[:limit] if limit else docs)]
+    except Exception:  # a task whose choices come from somewhere we cannot read: floor notes only
+        return None
+    return sum(1 / k for k in sizes) / len(sizes) if sizes and min(sizes) > 0 else None
+
+
+def degenerate_notes(table: pd.DataFrame, chances: dict[str, float | None]) -> list[str]:
+    """`pythia_suite.notes.accuracy_note` for every accuracy-like cell of an `evaluate` table: at
+    floor (nothing correct), or, for multiple choice, not distinguishable from chance."""
+    from ..notes import accuracy_note
+
+    notes = []
+    for r in table[table["metric"].isin(ACCURACY_METRICS)].itertuples():
+        filt = "" if r.filter in ("none", "") else f" ({r.filter})"
+        label = f"{r.model} step {r.step} {r.task} {r.n_shot}-shot {r.metric}{filt}"
+        chance = chances.get(r.task) if r.metric != "exact_match" else None
+        if note := accuracy_note(label, round(r.value * r.n), r.n, chance):
+            notes.append(note)
+    return notes
 
 
 def _seeds() -> dict:

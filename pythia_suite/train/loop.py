@@ -197,6 +197,16 @@ def _val_loss(model: GPTNeoX, order: TrainingOrder, validation: Validation, micr
         model.train()
 
 
+def resume_line(name: str, start: int, total: int, other: Path | None = None) -> str:
+    """What a run that does not start at step 0 says: resuming its own checkpoint, continuing
+    another model's (`other`, an intervention's parent), or nothing left to train."""
+    if other is not None:
+        return f"starting {name} from {other.parent.name}'s step {start} (of {total})"
+    if start >= total:
+        return f"{name} is trained to its last step {total}: nothing to resume"
+    return f"resuming {name} from step {start} (of {total})"
+
+
 def train_model(order: TrainingOrder, out: Path, run: Run, total: int, schedule: list[int],
                 s: TrainSettings, progress: bool, on_checkpoint, data_sha: str | None = None,
                 recorded: dict[int, str] | None = None, ranks: Ranks = Ranks(), device: str | None = None,
@@ -243,6 +253,8 @@ def train_model(order: TrainingOrder, out: Path, run: Run, total: int, schedule:
         verify_resume_point(folder, (recorded or {}).get(start))
     if start is not None:
         model.load_state_dict(GPTNeoX.from_pretrained(folder).state_dict())  # whole, before any sharding
+        if ranks.is_main:  # one line, whatever --quiet says: where this run picks up
+            print(resume_line(run.name, start, total, None if own else folder), file=sys.stderr, flush=True)
     micro = ranks.check_batch(s.batch_size, s.micro_batch)
     rows_of_rank = ranks.rows(s.batch_size)
     local = rows_of_rank.stop - rows_of_rank.start
