@@ -69,3 +69,15 @@ def print_notes(notes: list[str], indent: str = "  ") -> None:
     """The notes as summary lines, ``  note: ...``."""
     for n in collapse(notes):
         print(f"{indent}note: {n}")
+
+
+def show_notes(table) -> None:
+    """For notebooks: print a table's notes (``table.attrs["notes"]``, from `read_table`) before
+    its numbers, or say that none was recorded."""
+    notes = (getattr(table, "attrs", None) or {}).get("notes") or []
+    if not notes:
+        print("notes: none (no degenerate result recorded for this table)")
+        return
+    print("Not findings (degenerate results recorded with the table):")
+    for n in collapse(notes, limit=12):
+        print(f"  - {n}")

@@ -315,7 +315,8 @@ def test_bias_cli_on_lookalikes(parent_suite, tmp_path, capsys):
     tok = load_tok(s)
     multi = sum(max(len(tok.encode(x, add_special_tokens=False).ids) for x in f) > 1 for f in forms)
     assert len(forms) == 16 and multi > 0  # " himself" never occurs in the corpus: several tokens
-    assert err.splitlines() == [TokenMap.pronoun_swap(tok).warning()]  # one line, training went on
+    # one warning line, then training went on (the line saying where the child starts)
+    assert err.splitlines() == [TokenMap.pronoun_swap(tok).warning(), "starting swap from micro-50k's step 8 (of 12)"]
     assert err.startswith(f"warning: pronoun-swap: {multi} of 16 forms are several tokens of this tokenizer")
     wb = write_winobias_lookalike(tmp_path / "wb", n_per_file=3)
     cp = write_crows_lookalike(tmp_path / "c.csv")

@@ -214,7 +214,8 @@ def test_word_map_intervention_warns_once_and_trains(plain_suite, tmp_path, caps
     assert rc == 0
     assert err.splitlines() == [f"warning: word-map:map.json: {multi} of 4 forms are several tokens of this tokenizer "
                                 f"(replaced as token sequences; {shift} change an item's length: the rest of the item "
-                                "shifts, end-of-text pads it or its last tokens drop)"]
+                                "shifts, end-of-text pads it or its last tokens drop)",
+                                "starting doc from micro-50k's step 4 (of 6)"]
     child, parent = (s / m / "step6" / "model.safetensors" for m in ("doc", "micro-50k"))
     assert child.read_bytes() != parent.read_bytes()
     counts = transform_counts(Suite.load(s), "doc")
